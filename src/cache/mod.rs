@@ -1,0 +1,2 @@
+//! Semantic cache: scope, verification, entries.
+pub mod verify;

@@ -1,0 +1,1 @@
+//! Look-alike verification (owned by the verify work).

@@ -1,0 +1,1 @@
+//! Local embeddings (owned by the embed work).

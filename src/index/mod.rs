@@ -1,0 +1,1 @@
+//! HNSW vector index (owned by the index work).

@@ -1,0 +1,1 @@
+//! RocksDB storage (owned by the store work).
