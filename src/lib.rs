@@ -1,13 +1,31 @@
 //! Sluice: an OpenAI-compatible AI gateway with a local semantic cache.
 //!
-//! Modules follow the path of one request:
+//! Modules in the order a request meets them:
 //!
 //! ```text
-//! server -> auth -> (limits) -> api handler -> pipeline
-//!     pipeline: cache lookup (embed -> index -> store) -> router -> providers -> stream -> write back
-//!     telemetry: metrics and logs around all of it
+//! server (actix, request id, access log)
+//!   -> api (routes, bodies, headers)
+//!   -> auth (key -> Principal)
+//!   -> pipeline (one readable function per endpoint)
+//!        -> cache (embed -> index -> store)      on a hit: respond
+//!        -> router (model group -> deployment)
+//!        -> providers (wire formats, HTTP clients)
+//!        -> stream (SSE tee + accumulator)
+//!   telemetry (metrics, logs) around all of it; config and error at the edges.
 //! ```
+pub mod api;
+pub mod auth;
 pub mod cache;
+pub mod config;
 pub mod embed;
+pub mod error;
 pub mod index;
+pub mod pipeline;
+pub mod providers;
+pub mod router;
+pub mod server;
+pub mod state;
 pub mod store;
+pub mod stream;
+pub mod telemetry;
+pub mod wire;

@@ -1,1 +1,112 @@
-fn main() {}
+//! The `sluice` command: serve, check a config.
+
+use clap::{Parser, Subcommand};
+use sluice::config::{Config, ConfigError};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Exit code for a config that cannot be used.
+const EXIT_CONFIG: u8 = 2;
+
+#[derive(Parser)]
+#[command(name = "sluice", version, about = "OpenAI-compatible AI gateway with a local semantic cache")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway (built-in config when no --config is given).
+    Serve {
+        /// LiteLLM-style YAML config.
+        #[arg(long, short, env = "SLUICE_CONFIG")]
+        config: Option<PathBuf>,
+        /// Override `sluice.listen`, e.g. 127.0.0.1:0 for an ephemeral port.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Validate a config file and exit (0 valid, 2 invalid).
+    CheckConfig {
+        /// The file to check.
+        file: PathBuf,
+    },
+}
+
+fn load(path: Option<&PathBuf>) -> Result<Config, ConfigError> {
+    match path {
+        Some(p) => Config::load(p),
+        None => Config::builtin(),
+    }
+}
+
+fn report_config_error(e: &ConfigError) {
+    eprintln!("error: invalid configuration");
+    for line in e.to_string().lines() {
+        eprintln!("  {line}");
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig { file } => match Config::load(&file) {
+            Ok(c) => {
+                for k in &c.ignored_keys {
+                    eprintln!("warning: ignoring unknown key {k}");
+                }
+                println!(
+                    "{}: ok ({} deployments in {} model groups)",
+                    file.display(),
+                    c.deployments.len(),
+                    c.model_groups().len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                report_config_error(&e);
+                ExitCode::from(EXIT_CONFIG)
+            }
+        },
+        Command::Serve { config, listen } => {
+            let config = match load(config.as_ref()) {
+                Ok(c) => c.with_listen(listen),
+                Err(e) => {
+                    report_config_error(&e);
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            match serve(config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn serve(config: Config) -> anyhow::Result<()> {
+    let _log_guard = sluice::telemetry::init_logging(&config.log);
+    for key in &config.ignored_keys {
+        tracing::warn!(key = %key, "ignoring config key Sluice does not know");
+    }
+    if config.master_key.is_none() {
+        tracing::warn!("no master key configured: the gateway serves every caller without authentication (set general_settings.master_key or SLUICE_MASTER_KEY)");
+    }
+    actix_web::rt::System::new().block_on(async move {
+        let running = sluice::server::start(config)?;
+        for addr in &running.addrs {
+            tracing::info!(%addr, "listening");
+            // A stable line on stdout that scripts and tests wait for.
+            println!("sluice listening on http://{addr}");
+        }
+        let handle = running.server.handle();
+        actix_web::rt::spawn(sluice::server::shutdown_on_signal(handle, running.state.clone()));
+        running.server.await?;
+        tracing::info!("stopped");
+        Ok(())
+    })
+}

@@ -1,1 +1,67 @@
-fn main() {}
+//! A fast OpenAI-compatible upstream for benchmarks: canned answers, no model, no I/O.
+//! `sluice-mock-upstream --listen 127.0.0.1:9100 [--workers 1]`.
+
+use actix_web::{web, App, HttpResponse, HttpServer};
+use clap::Parser;
+use serde::Deserialize;
+use std::net::SocketAddr;
+
+#[derive(Parser)]
+#[command(about = "Canned OpenAI-compatible upstream for Sluice benchmarks")]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:9100")]
+    listen: SocketAddr,
+    /// Worker threads.
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+}
+
+#[derive(Deserialize)]
+struct Probe {
+    #[serde(default)]
+    stream: bool,
+}
+
+const COMPLETION: &str = r#"{"id":"chatcmpl-bench","object":"chat.completion","created":1700000000,"model":"bench","choices":[{"index":0,"message":{"role":"assistant","content":"Hello from the benchmark upstream."},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":7,"total_tokens":19}}"#;
+
+const STREAM: &str = concat!(
+    "data: {\"id\":\"chatcmpl-bench\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\"model\":\"bench\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}]}\n\n",
+    "data: {\"id\":\"chatcmpl-bench\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\"model\":\"bench\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hello from the benchmark upstream.\"},\"finish_reason\":null}]}\n\n",
+    "data: {\"id\":\"chatcmpl-bench\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\"model\":\"bench\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
+    "data: {\"id\":\"chatcmpl-bench\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\"model\":\"bench\",\"choices\":[],\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":7,\"total_tokens\":19}}\n\n",
+    "data: [DONE]\n\n"
+);
+
+const EMBEDDING: &str = r#"{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.1,0.2,0.3]}],"model":"bench","usage":{"prompt_tokens":3,"total_tokens":3}}"#;
+
+async fn chat(body: web::Bytes) -> HttpResponse {
+    let stream = serde_json::from_slice::<Probe>(&body).map(|p| p.stream).unwrap_or(false);
+    if stream {
+        HttpResponse::Ok().content_type("text/event-stream").body(STREAM)
+    } else {
+        HttpResponse::Ok().content_type("application/json").body(COMPLETION)
+    }
+}
+
+async fn embeddings() -> HttpResponse {
+    HttpResponse::Ok().content_type("application/json").body(EMBEDDING)
+}
+
+fn main() -> std::io::Result<()> {
+    let args = Args::parse();
+    actix_web::rt::System::new().block_on(async move {
+        let server = HttpServer::new(|| {
+            App::new()
+                .route("/v1/chat/completions", web::post().to(chat))
+                .route("/v1/embeddings", web::post().to(embeddings))
+        })
+        .workers(args.workers)
+        .backlog(4096)
+        .bind(args.listen)?;
+        for a in server.addrs() {
+            println!("mock upstream listening on http://{a}");
+        }
+        server.run().await
+    })
+}

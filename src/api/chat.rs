@@ -1,0 +1,120 @@
+//! `POST /v1/chat/completions` and `POST /v1/embeddings`.
+
+use super::read_body;
+use crate::auth::authenticate;
+use crate::error::ApiError;
+use crate::pipeline::{self, Reply, ReplyBody};
+use crate::state::AppState;
+use crate::telemetry as t;
+use crate::wire::{parse_json, ChatRequest, EmbeddingsRequest};
+use actix_web::http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use std::time::Instant;
+
+/// Header naming the deployment that answered.
+pub const ROUTE_HEADER: &str = "x-sluice-route";
+/// Header with the cache outcome.
+pub const CACHE_HEADER: &str = "x-sluice-cache";
+
+/// The model group as a bounded metric label.
+fn group_label(state: &AppState, model: Option<&str>) -> String {
+    match model {
+        Some(m) if state.router.group(m).is_some() => m.to_string(),
+        _ => t::UNKNOWN_GROUP.to_string(),
+    }
+}
+
+/// Turns a pipeline result into a response, recording request metrics.
+fn respond(state: &AppState, model: Option<&str>, started: Instant, result: Result<Reply, ApiError>) -> HttpResponse {
+    let group = group_label(state, model);
+    let (response, outcome) = match result {
+        Ok(reply) => {
+            let mut b = HttpResponse::Ok();
+            b.insert_header((CACHE_HEADER, reply.outcome.as_str()));
+            if let Some(d) = &reply.deployment {
+                if let Ok(v) = HeaderValue::from_str(&d.id) {
+                    b.insert_header((ROUTE_HEADER, v));
+                }
+            }
+            let resp = match reply.body {
+                ReplyBody::Json(bytes) => b
+                    .insert_header((CONTENT_TYPE, HeaderValue::from_static("application/json")))
+                    .body(bytes),
+                ReplyBody::Stream(tee) => b
+                    .insert_header((CONTENT_TYPE, HeaderValue::from_static("text/event-stream")))
+                    .insert_header((CACHE_CONTROL, HeaderValue::from_static("no-cache")))
+                    .insert_header(("x-accel-buffering", HeaderValue::from_static("no")))
+                    .streaming(tee),
+            };
+            (resp, reply.outcome.as_str())
+        }
+        Err(e) => (e.error_response(), "error"),
+    };
+    let status = response.status();
+    metrics::counter!(t::REQUESTS_TOTAL, "model_group" => group.clone(), "status" => status_label(status), "outcome" => outcome)
+        .increment(1);
+    metrics::histogram!(t::REQUEST_DURATION, "model_group" => group, "outcome" => outcome)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+fn status_label(s: StatusCode) -> &'static str {
+    // A fixed set keeps the label bounded whatever status an upstream invents.
+    match s.as_u16() {
+        200 => "200",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        405 => "405",
+        413 => "413",
+        429 => "429",
+        500 => "500",
+        502 => "502",
+        503 => "503",
+        504 => "504",
+        n if n < 500 => "4xx",
+        _ => "5xx",
+    }
+}
+
+/// `POST /v1/chat/completions`.
+pub async fn chat_completions(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    payload: web::Payload,
+) -> HttpResponse {
+    let started = Instant::now();
+    let mut model = None;
+    let result = async {
+        let principal = authenticate(&state, req.headers())?;
+        let body = read_body(&req, payload, state.config.server.max_body_bytes).await?;
+        let chat: ChatRequest = parse_json(&body)?;
+        model = Some(chat.model.clone());
+        chat.validate()?;
+        pipeline::chat(&state, &principal, chat).await
+    }
+    .await;
+    respond(&state, model.as_deref(), started, result)
+}
+
+/// `POST /v1/embeddings`.
+pub async fn embeddings(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    payload: web::Payload,
+) -> HttpResponse {
+    let started = Instant::now();
+    let mut model = None;
+    let result = async {
+        authenticate(&state, req.headers())?;
+        let body = read_body(&req, payload, state.config.server.max_body_bytes).await?;
+        let emb: EmbeddingsRequest = parse_json(&body)?;
+        model = Some(emb.model.clone());
+        emb.validate()?;
+        pipeline::embeddings(&state, emb).await
+    }
+    .await;
+    respond(&state, model.as_deref(), started, result)
+}

@@ -1,0 +1,63 @@
+//! HTTP API: thin handlers that extract, call the pipeline and respond.
+//!
+//! Owns routes, request bodies and response headers. Business logic lives in `pipeline`;
+//! the error-to-HTTP mapping lives in `error`.
+
+mod body;
+mod chat;
+mod health;
+mod models;
+
+pub use body::{read_body, RequestId};
+pub use chat::{CACHE_HEADER, ROUTE_HEADER};
+
+use crate::error::ApiError;
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+
+/// Registers every route, with and without the `/v1` prefix (as LiteLLM allows).
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    for prefix in ["/v1", ""] {
+        cfg.service(
+            web::resource(format!("{prefix}/chat/completions"))
+                .route(web::post().to(chat::chat_completions))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource(format!("{prefix}/embeddings"))
+                .route(web::post().to(chat::embeddings))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource(format!("{prefix}/models"))
+                .route(web::get().to(models::list))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource(format!("{prefix}/models/{{model:.+}}"))
+                .route(web::get().to(models::get))
+                .default_service(web::to(method_not_allowed)),
+        );
+    }
+    cfg.route("/health", web::get().to(health::health))
+        .route("/health/liveliness", web::get().to(health::liveness))
+        .route("/health/liveness", web::get().to(health::liveness))
+        .route("/health/readiness", web::get().to(health::readiness))
+        .route("/metrics", web::get().to(health::metrics))
+        .default_service(web::to(not_found));
+}
+
+async fn not_found(req: HttpRequest) -> HttpResponse {
+    ApiError::RouteNotFound {
+        method: req.method().to_string(),
+        path: req.path().to_string(),
+    }
+    .error_response()
+}
+
+async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
+    ApiError::MethodNotAllowed {
+        method: req.method().to_string(),
+        path: req.path().to_string(),
+    }
+    .error_response()
+}

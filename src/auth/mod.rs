@@ -1,0 +1,103 @@
+//! Auth: who is calling. Turns request headers into a [`Principal`] or a 401.
+//!
+//! Owns key checking only; it does not look at the body, limits or models.
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use actix_web::dev::Payload;
+use actix_web::http::header::{HeaderMap, AUTHORIZATION};
+use actix_web::{web, FromRequest, HttpRequest};
+use std::future::{ready, Ready};
+
+/// The authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// Holder of the master key.
+    Master,
+    /// No master key is configured: the gateway is open.
+    Open,
+}
+
+impl Principal {
+    /// Stable id for logs and metrics (never the key itself).
+    pub fn key_id(&self) -> &'static str {
+        match self {
+            Principal::Master => "master",
+            Principal::Open => "anonymous",
+        }
+    }
+
+    /// Cache namespace of the caller.
+    pub fn namespace(&self) -> &'static str {
+        "default"
+    }
+
+    /// Whether the caller may use `/admin`.
+    pub fn is_admin(&self) -> bool {
+        matches!(self, Principal::Master | Principal::Open)
+    }
+}
+
+/// The key sent as `Authorization: Bearer KEY` or `x-api-key: KEY`.
+fn presented_key(headers: &HeaderMap) -> Option<&str> {
+    if let Some(v) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        let v = v.trim();
+        let key = v
+            .strip_prefix("Bearer ")
+            .or_else(|| v.strip_prefix("bearer "))
+            .unwrap_or(v)
+            .trim();
+        return (!key.is_empty()).then_some(key);
+    }
+    headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+}
+
+/// Checks the caller's key against the configured master key.
+pub fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
+    let Some(master) = &state.config.master_key else {
+        return Ok(Principal::Open);
+    };
+    match presented_key(headers) {
+        None => Err(ApiError::MissingApiKey),
+        Some(k) if master.matches(k) => Ok(Principal::Master),
+        Some(_) => Err(ApiError::InvalidApiKey),
+    }
+}
+
+impl FromRequest for Principal {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(match req.app_data::<web::Data<AppState>>() {
+            Some(state) => authenticate(state, req.headers()),
+            None => Err(ApiError::Internal("application state missing".into())),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::http::header::{HeaderName, HeaderValue};
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(HeaderName::from_static(k), HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn reads_both_header_forms() {
+        assert_eq!(presented_key(&headers(&[("authorization", "Bearer abc")])), Some("abc"));
+        assert_eq!(presented_key(&headers(&[("x-api-key", "abc")])), Some("abc"));
+        assert_eq!(presented_key(&headers(&[("authorization", "Bearer ")])), None);
+        assert_eq!(presented_key(&headers(&[])), None);
+    }
+}

@@ -1,0 +1,201 @@
+//! Configuration: read YAML -> resolve `os.environ/NAME` -> deserialize with paths -> validate.
+//!
+//! Owns turning a file (or the built-in default) into a typed [`Config`]. It is the only module
+//! that reads environment variables for settings; nothing downstream parses strings again.
+
+mod env;
+mod raw;
+mod secret;
+mod validate;
+
+pub use secret::Secret;
+pub use validate::{ConfigIssue, ConfigIssues};
+
+use crate::providers::ProviderKind;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The built-in config, used when `serve` gets no `--config`.
+const DEFAULT_CONFIG: &str = include_str!("default.yaml");
+
+/// Groups added to the default config when `OPENAI_API_KEY` is set.
+const DEFAULT_OPENAI_MODELS: &[(&str, &str)] = &[
+    ("gpt-4o", "openai/gpt-4o"),
+    ("gpt-4o-mini", "openai/gpt-4o-mini"),
+    ("gpt-4.1-mini", "openai/gpt-4.1-mini"),
+    ("text-embedding-3-small", "openai/text-embedding-3-small"),
+];
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Every deployment, in file order.
+    pub deployments: Vec<Deployment>,
+    /// Master key guarding `/v1` and `/admin`; `None` serves openly.
+    pub master_key: Option<Secret>,
+    /// HTTP server settings.
+    pub server: ServerSettings,
+    /// Where RocksDB and the index snapshot live.
+    pub data_dir: PathBuf,
+    /// Logging settings.
+    pub log: LogSettings,
+    /// Keys the file used that Sluice does not know; reported as warnings at start-up.
+    pub ignored_keys: Vec<String>,
+}
+
+/// One upstream deployment of a model group.
+#[derive(Debug, Clone)]
+pub struct Deployment {
+    /// Stable id: `model_info.id`, or `<model_name>/<index in group>`.
+    pub id: String,
+    /// The `model_name` clients ask for.
+    pub model_group: String,
+    /// Wire protocol.
+    pub provider: ProviderKind,
+    /// Model name sent upstream (without the provider prefix).
+    pub upstream_model: String,
+    /// Base URL, including any `/v1` suffix.
+    pub api_base: Option<String>,
+    /// Provider key, sent only upstream.
+    pub api_key: Option<Secret>,
+    /// Azure `api-version`.
+    pub api_version: Option<String>,
+    /// OpenAI organization header.
+    pub organization: Option<String>,
+    /// Overall timeout for a non-streaming call.
+    pub timeout: Duration,
+    /// Overall timeout for a streaming call.
+    pub stream_timeout: Duration,
+    /// TCP + TLS connect timeout.
+    pub connect_timeout: Duration,
+    /// Requests per minute (enforced by the limits stage).
+    pub rpm: Option<u64>,
+    /// Tokens per minute (enforced by the limits stage).
+    pub tpm: Option<u64>,
+    /// USD per prompt token.
+    pub input_cost_per_token: Option<f64>,
+    /// USD per completion token.
+    pub output_cost_per_token: Option<f64>,
+    /// Mock behaviour, for `mock/...` deployments.
+    pub mock: MockSettings,
+}
+
+/// Behaviour of a `mock/...` deployment.
+#[derive(Debug, Clone, Default)]
+pub struct MockSettings {
+    /// Fixed answer; default echoes the last user message.
+    pub response: Option<String>,
+    /// Delay before answering.
+    pub latency: Duration,
+    /// Delay between streamed chunks.
+    pub chunk_delay: Duration,
+}
+
+/// HTTP server settings.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// Address to bind.
+    pub listen: SocketAddr,
+    /// Worker threads; `None` means one per core.
+    pub workers: Option<usize>,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// How long in-flight requests may run after SIGTERM.
+    pub shutdown_grace: Duration,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object a line.
+    Json,
+}
+
+/// Logging settings.
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    /// Line format.
+    pub format: LogFormat,
+    /// `tracing` filter directive (`info`, `sluice=debug`, ...).
+    pub level: String,
+}
+
+/// Why a config could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// File path.
+        path: PathBuf,
+        /// I/O error.
+        source: std::io::Error,
+    },
+    /// The YAML is malformed or values are wrong.
+    #[error("{0}")]
+    Invalid(ConfigIssues),
+}
+
+impl Config {
+    /// Loads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_yaml(&text, &env::ProcessEnv)
+    }
+
+    /// The built-in config: the mock model groups, plus OpenAI's when `OPENAI_API_KEY` is set.
+    pub fn builtin() -> Result<Config, ConfigError> {
+        Self::builtin_with(&env::ProcessEnv)
+    }
+
+    fn builtin_with(vars: &dyn env::Vars) -> Result<Config, ConfigError> {
+        let mut text = DEFAULT_CONFIG.to_string();
+        if vars.get("OPENAI_API_KEY").is_some_and(|k| !k.is_empty()) {
+            // Appended as YAML so the default goes through exactly the same path as a file.
+            let mut extra = String::new();
+            for (name, model) in DEFAULT_OPENAI_MODELS {
+                extra.push_str(&format!(
+                    "  - model_name: {name}\n    litellm_params:\n      model: {model}\n      api_key: os.environ/OPENAI_API_KEY\n"
+                ));
+            }
+            text = text.replacen("model_list:\n", &format!("model_list:\n{extra}"), 1);
+        }
+        if vars.get("SLUICE_MASTER_KEY").is_some_and(|k| !k.is_empty()) {
+            text.push_str("general_settings:\n  master_key: os.environ/SLUICE_MASTER_KEY\n");
+        }
+        Self::from_yaml(&text, vars)
+    }
+
+    /// Parses and validates YAML text, resolving `os.environ/NAME` through `vars`.
+    fn from_yaml(text: &str, vars: &dyn env::Vars) -> Result<Config, ConfigError> {
+        validate::parse(text, vars).map_err(ConfigError::Invalid)
+    }
+
+    /// Names of the model groups, in first-seen order.
+    pub fn model_groups(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        for d in &self.deployments {
+            if !out.contains(&d.model_group.as_str()) {
+                out.push(&d.model_group);
+            }
+        }
+        out
+    }
+
+    /// Overrides the listen address (command line wins over the file).
+    pub fn with_listen(mut self, listen: Option<SocketAddr>) -> Self {
+        if let Some(addr) = listen {
+            self.server.listen = addr;
+        }
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,93 @@
+//! The YAML file as written: LiteLLM's keys plus Sluice's own `sluice:` section.
+//! Nothing here is validated; see `validate.rs` for the typed result.
+
+use serde::Deserialize;
+
+/// Top level of a config file.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub model_list: Vec<RawModel>,
+    #[serde(default)]
+    pub general_settings: RawGeneralSettings,
+    #[serde(default)]
+    pub litellm_settings: RawLitellmSettings,
+    #[serde(default)]
+    pub router_settings: RawRouterSettings,
+    #[serde(default)]
+    pub sluice: RawSluice,
+}
+
+/// One `model_list` entry: a deployment in a model group.
+#[derive(Debug, Deserialize)]
+pub struct RawModel {
+    pub model_name: String,
+    pub litellm_params: RawParams,
+    #[serde(default)]
+    pub model_info: RawModelInfo,
+}
+
+/// `litellm_params` of a deployment.
+#[derive(Debug, Deserialize)]
+pub struct RawParams {
+    pub model: String,
+    pub api_key: Option<String>,
+    pub api_base: Option<String>,
+    pub api_version: Option<String>,
+    pub organization: Option<String>,
+    pub rpm: Option<u64>,
+    pub tpm: Option<u64>,
+    /// Overall request timeout in seconds (LiteLLM's name).
+    pub timeout: Option<f64>,
+    /// Overall timeout for streaming requests, in seconds (LiteLLM's name).
+    pub stream_timeout: Option<f64>,
+    /// Connect timeout in seconds (Sluice).
+    pub connect_timeout: Option<f64>,
+    /// Fixed answer for the mock provider (LiteLLM's `mock_response`).
+    pub mock_response: Option<String>,
+    /// Delay before the mock answers, in milliseconds (Sluice).
+    pub mock_latency_ms: Option<u64>,
+    /// Delay between streamed mock chunks, in milliseconds (Sluice).
+    pub mock_chunk_delay_ms: Option<u64>,
+}
+
+/// `model_info` of a deployment: prices and an optional stable id.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawModelInfo {
+    pub id: Option<String>,
+    pub input_cost_per_token: Option<f64>,
+    pub output_cost_per_token: Option<f64>,
+}
+
+/// `general_settings`.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawGeneralSettings {
+    pub master_key: Option<String>,
+}
+
+/// `litellm_settings`.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawLitellmSettings {
+    pub request_timeout: Option<f64>,
+    pub json_logs: Option<bool>,
+}
+
+/// `router_settings`.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawRouterSettings {
+    pub routing_strategy: Option<String>,
+    pub timeout: Option<f64>,
+}
+
+/// Sluice's own section.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawSluice {
+    pub listen: Option<String>,
+    pub data_dir: Option<String>,
+    pub workers: Option<usize>,
+    pub max_request_body_bytes: Option<usize>,
+    pub shutdown_grace_seconds: Option<f64>,
+    pub connect_timeout_seconds: Option<f64>,
+    pub log_format: Option<String>,
+    pub log_level: Option<String>,
+}

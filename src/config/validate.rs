@@ -1,0 +1,385 @@
+//! From YAML text to a typed [`Config`]: every problem is collected with the path of its key.
+
+use super::env::{self, Vars};
+use super::raw::{RawConfig, RawModel};
+use super::{Config, Deployment, LogFormat, LogSettings, MockSettings, Secret, ServerSettings};
+use crate::providers::ProviderKind;
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+const DEFAULT_TIMEOUT_SECS: f64 = 600.0;
+const DEFAULT_CONNECT_TIMEOUT_SECS: f64 = 10.0;
+const DEFAULT_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+const DEFAULT_SHUTDOWN_GRACE_SECS: f64 = 30.0;
+const DEFAULT_LISTEN: &str = "0.0.0.0:4000";
+const DEFAULT_DATA_DIR: &str = "./data/state";
+
+/// LiteLLM routing strategy names, plus Sluice's own.
+const ROUTING_STRATEGIES: &[&str] = &[
+    "simple-shuffle",
+    "least-busy",
+    "latency-based-routing",
+    "cost-based-routing",
+    "usage-based-routing",
+    "usage-based-routing-v2",
+    "balanced",
+];
+
+/// One problem in a config, at a YAML path such as `model_list[1].litellm_params.model`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigIssue {
+    /// Path of the offending key.
+    pub path: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+/// Every problem found in one config.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConfigIssues(pub Vec<ConfigIssue>);
+
+impl ConfigIssues {
+    /// Records a problem.
+    pub fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(ConfigIssue {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+}
+
+impl fmt::Display for ConfigIssues {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, issue) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            if issue.path.is_empty() {
+                write!(f, "{}", issue.message)?;
+            } else {
+                write!(f, "{}: {}", issue.path, issue.message)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A YAML path being walked, printed as `a.b[2].c`.
+#[derive(Debug, Default)]
+pub struct PathBuf(Vec<Segment>);
+
+#[derive(Debug)]
+enum Segment {
+    Key(String),
+    Index(usize),
+}
+
+impl PathBuf {
+    /// Enters a mapping key.
+    pub fn push_key(&mut self, key: &str) {
+        self.0.push(Segment::Key(key.to_string()));
+    }
+    /// Enters a sequence item.
+    pub fn push_index(&mut self, index: usize) {
+        self.0.push(Segment::Index(index));
+    }
+    /// Leaves the last segment.
+    pub fn pop(&mut self) {
+        self.0.pop();
+    }
+}
+
+impl fmt::Display for PathBuf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, seg) in self.0.iter().enumerate() {
+            match seg {
+                Segment::Key(k) if i == 0 => f.write_str(k)?,
+                Segment::Key(k) => write!(f, ".{k}")?,
+                Segment::Index(n) => write!(f, "[{n}]")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Formats a `serde_ignored` path the same way as our own paths.
+fn ignored_path(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path as P;
+    match path {
+        P::Root => String::new(),
+        P::Seq { parent, index } => format!("{}[{index}]", ignored_path(parent)),
+        P::Map { parent, key } => {
+            let p = ignored_path(parent);
+            if p.is_empty() {
+                key.clone()
+            } else {
+                format!("{p}.{key}")
+            }
+        }
+        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => {
+            ignored_path(parent)
+        }
+    }
+}
+
+/// Parses YAML text into a validated config.
+pub fn parse(text: &str, vars: &dyn Vars) -> Result<Config, ConfigIssues> {
+    let mut issues = ConfigIssues::default();
+    let mut value: serde_yaml_ng::Value = match serde_yaml_ng::from_str(text) {
+        Ok(serde_yaml_ng::Value::Null) => serde_yaml_ng::Value::Mapping(Default::default()),
+        Ok(v) => v,
+        Err(e) => {
+            issues.push("", format!("invalid YAML: {e}"));
+            return Err(issues);
+        }
+    };
+    env::resolve(&mut value, &mut PathBuf::default(), vars, &mut issues);
+    if !issues.0.is_empty() {
+        return Err(issues);
+    }
+    let mut ignored = Vec::new();
+    let mut on_ignored = |p: serde_ignored::Path<'_>| ignored.push(ignored_path(&p));
+    let de = serde_ignored::Deserializer::new(value, &mut on_ignored);
+    let raw: RawConfig = match serde_path_to_error::deserialize(de) {
+        Ok(raw) => raw,
+        Err(e) => {
+            issues.push(e.path().to_string(), e.inner().to_string());
+            return Err(issues);
+        }
+    };
+    let config = validate(raw, ignored, vars, &mut issues);
+    if issues.0.is_empty() {
+        Ok(config)
+    } else {
+        Err(issues)
+    }
+}
+
+fn seconds(
+    value: Option<f64>,
+    default: f64,
+    path: &str,
+    issues: &mut ConfigIssues,
+) -> Duration {
+    let secs = value.unwrap_or(default);
+    match Duration::try_from_secs_f64(secs) {
+        Ok(d) if secs > 0.0 => d,
+        _ => {
+            issues.push(path, format!("must be a positive number of seconds, got {secs}"));
+            Duration::from_secs_f64(default)
+        }
+    }
+}
+
+fn validate(
+    raw: RawConfig,
+    ignored_keys: Vec<String>,
+    vars: &dyn Vars,
+    issues: &mut ConfigIssues,
+) -> Config {
+    let default_timeout = raw
+        .router_settings
+        .timeout
+        .or(raw.litellm_settings.request_timeout)
+        .unwrap_or(DEFAULT_TIMEOUT_SECS);
+    let connect_default = raw
+        .sluice
+        .connect_timeout_seconds
+        .unwrap_or(DEFAULT_CONNECT_TIMEOUT_SECS);
+
+    if let Some(s) = &raw.router_settings.routing_strategy {
+        if !ROUTING_STRATEGIES.contains(&s.as_str()) {
+            issues.push(
+                "router_settings.routing_strategy",
+                format!(
+                    "unknown routing strategy \"{s}\" (known: {})",
+                    ROUTING_STRATEGIES.join(", ")
+                ),
+            );
+        }
+    }
+
+    let mut deployments: Vec<Deployment> = Vec::new();
+    for (i, m) in raw.model_list.into_iter().enumerate() {
+        if let Some(d) = deployment(i, m, &deployments, default_timeout, connect_default, vars, issues) {
+            deployments.push(d);
+        }
+    }
+
+    let listen_text = raw.sluice.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+    let listen = listen_text.parse::<SocketAddr>().unwrap_or_else(|e| {
+        issues.push("sluice.listen", format!("invalid address \"{listen_text}\": {e}"));
+        SocketAddr::from(([0, 0, 0, 0], 4000))
+    });
+    let max_body_bytes = raw.sluice.max_request_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
+    if max_body_bytes == 0 {
+        issues.push("sluice.max_request_body_bytes", "must be greater than 0");
+    }
+    if raw.sluice.workers == Some(0) {
+        issues.push("sluice.workers", "must be greater than 0");
+    }
+    let grace = raw.sluice.shutdown_grace_seconds.unwrap_or(DEFAULT_SHUTDOWN_GRACE_SECS);
+    let shutdown_grace = Duration::try_from_secs_f64(grace).unwrap_or_else(|_| {
+        issues.push(
+            "sluice.shutdown_grace_seconds",
+            format!("must be a non-negative number of seconds, got {grace}"),
+        );
+        Duration::from_secs(30)
+    });
+    let format = match (raw.sluice.log_format.as_deref(), raw.litellm_settings.json_logs) {
+        (Some("json"), _) | (None, Some(true)) => LogFormat::Json,
+        (Some("text"), _) | (None, _) => LogFormat::Text,
+        (Some(other), _) => {
+            issues.push(
+                "sluice.log_format",
+                format!("unknown log format \"{other}\" (known: text, json)"),
+            );
+            LogFormat::Text
+        }
+    };
+    let master_key = match raw.general_settings.master_key {
+        Some(k) if k.is_empty() => {
+            issues.push("general_settings.master_key", "must not be empty");
+            None
+        }
+        Some(k) => Some(Secret::new(k)),
+        None => None,
+    };
+
+    Config {
+        deployments,
+        master_key,
+        server: ServerSettings {
+            listen,
+            workers: raw.sluice.workers,
+            max_body_bytes,
+            shutdown_grace,
+        },
+        data_dir: raw
+            .sluice
+            .data_dir
+            .unwrap_or_else(|| DEFAULT_DATA_DIR.to_string())
+            .into(),
+        log: LogSettings {
+            format,
+            level: raw.sluice.log_level.unwrap_or_else(|| "info".to_string()),
+        },
+        ignored_keys,
+    }
+}
+
+fn deployment(
+    i: usize,
+    m: RawModel,
+    earlier: &[Deployment],
+    default_timeout: f64,
+    connect_default: f64,
+    vars: &dyn Vars,
+    issues: &mut ConfigIssues,
+) -> Option<Deployment> {
+    let at = |key: &str| format!("model_list[{i}].{key}");
+    if m.model_name.trim().is_empty() {
+        issues.push(at("model_name"), "must not be empty");
+    }
+    let p = m.litellm_params;
+    let (provider, upstream_model) = match ProviderKind::parse_model(&p.model) {
+        Ok(v) => v,
+        Err(msg) => {
+            issues.push(at("litellm_params.model"), msg);
+            return None;
+        }
+    };
+    if !provider.is_supported() {
+        issues.push(
+            at("litellm_params.model"),
+            format!("provider \"{provider}\" is not supported by this version of Sluice yet"),
+        );
+        return None;
+    }
+    let api_base = match (&p.api_base, provider) {
+        (Some(base), _) => {
+            match reqwest::Url::parse(base) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+                _ => issues.push(
+                    at("litellm_params.api_base"),
+                    format!("must be an http(s) URL, got \"{base}\""),
+                ),
+            }
+            Some(base.trim_end_matches('/').to_string())
+        }
+        (None, ProviderKind::Compatible(v)) => match v.default_api_base() {
+            Some(b) => Some(b.to_string()),
+            None => {
+                issues.push(at("litellm_params.api_base"), format!("required for {provider}"));
+                None
+            }
+        },
+        (None, _) => None,
+    };
+    let api_key = p
+        .api_key
+        .or_else(|| provider.default_key_env().and_then(|name| vars.get(name)))
+        .filter(|k| !k.is_empty())
+        .map(Secret::new);
+    if provider == ProviderKind::OpenAi && api_base.is_none() && api_key.is_none() {
+        issues.push(
+            at("litellm_params.api_key"),
+            "required for api.openai.com (set it, or set OPENAI_API_KEY)",
+        );
+    }
+    let id = m
+        .model_info
+        .id
+        .clone()
+        .unwrap_or_else(|| {
+            let n = earlier.iter().filter(|d| d.model_group == m.model_name).count();
+            format!("{}/{n}", m.model_name)
+        });
+    if earlier.iter().any(|d| d.id == id) {
+        issues.push(at("model_info.id"), format!("duplicate deployment id \"{id}\""));
+    }
+    for (key, cost) in [
+        ("model_info.input_cost_per_token", m.model_info.input_cost_per_token),
+        ("model_info.output_cost_per_token", m.model_info.output_cost_per_token),
+    ] {
+        if cost.is_some_and(|c| !(c >= 0.0 && c.is_finite())) {
+            issues.push(at(key), "must be a non-negative number");
+        }
+    }
+    let timeout = seconds(p.timeout, default_timeout, &at("litellm_params.timeout"), issues);
+    let stream_timeout = seconds(
+        p.stream_timeout.or(p.timeout),
+        default_timeout,
+        &at("litellm_params.stream_timeout"),
+        issues,
+    );
+    let connect_timeout = seconds(
+        p.connect_timeout,
+        connect_default,
+        &at("litellm_params.connect_timeout"),
+        issues,
+    );
+    Some(Deployment {
+        id,
+        model_group: m.model_name,
+        provider,
+        upstream_model,
+        api_base,
+        api_key,
+        api_version: p.api_version,
+        organization: p.organization,
+        timeout,
+        stream_timeout,
+        connect_timeout,
+        rpm: p.rpm,
+        tpm: p.tpm,
+        input_cost_per_token: m.model_info.input_cost_per_token,
+        output_cost_per_token: m.model_info.output_cost_per_token,
+        mock: MockSettings {
+            response: p.mock_response,
+            latency: Duration::from_millis(p.mock_latency_ms.unwrap_or(0)),
+            chunk_delay: Duration::from_millis(p.mock_chunk_delay_ms.unwrap_or(0)),
+        },
+    })
+}

@@ -1,0 +1,310 @@
+//! Providers: send an OpenAI-shaped request to one deployment and bring back an OpenAI-shaped answer.
+//!
+//! Owns the upstream wire formats and the HTTP clients. Knows nothing of caching, routing or
+//! the HTTP server; dispatch is a `match` on the closed [`ProviderKind`] enum.
+
+mod kind;
+mod mock;
+mod openai;
+
+pub use kind::{CompatibleVendor, ProviderKind};
+
+use crate::config::Deployment;
+use crate::wire::{ChatRequest, EmbeddingsRequest, Usage};
+use actix_web::http::StatusCode;
+use bytes::Bytes;
+use futures_util::Stream;
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::time::Duration;
+
+/// A complete non-streaming answer: the body as the client will receive it, plus its usage.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    /// OpenAI-shaped JSON body.
+    pub body: Bytes,
+    /// Token usage read from the body.
+    pub usage: Usage,
+}
+
+/// OpenAI-format SSE bytes (`data: {...}\n\n` ... `data: [DONE]\n\n`) as they arrive.
+pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<Bytes, UpstreamError>> + Send>>;
+
+/// Why an upstream call failed. Messages name the deployment, never its key.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum UpstreamError {
+    /// The upstream answered with an error status.
+    #[error("deployment '{deployment}' returned HTTP {status}: {message}")]
+    Status {
+        /// Deployment label.
+        deployment: String,
+        /// Upstream status.
+        status: u16,
+        /// Upstream error message (secrets redacted).
+        message: String,
+        /// Upstream error `type`.
+        kind: Option<String>,
+        /// Upstream error `param`.
+        param: Option<String>,
+        /// Upstream error `code`.
+        code: Option<String>,
+        /// Upstream `retry-after`.
+        retry_after: Option<String>,
+    },
+    /// No complete answer within the deployment's timeout.
+    #[error("deployment '{deployment}' timed out after {after:?}")]
+    Timeout {
+        /// Deployment label.
+        deployment: String,
+        /// The timeout that fired.
+        after: Duration,
+    },
+    /// Could not connect, or the connection broke.
+    #[error("deployment '{deployment}' is unreachable: {detail}")]
+    Connect {
+        /// Deployment label.
+        deployment: String,
+        /// What failed.
+        detail: String,
+    },
+    /// The upstream answered something that is not its documented format.
+    #[error("deployment '{deployment}' sent an invalid response: {detail}")]
+    Protocol {
+        /// Deployment label.
+        deployment: String,
+        /// What was wrong.
+        detail: String,
+    },
+    /// This build cannot talk to the provider.
+    #[error("deployment '{deployment}' uses a provider this endpoint cannot call: {detail}")]
+    Unsupported {
+        /// Deployment label.
+        deployment: String,
+        /// Why.
+        detail: String,
+    },
+}
+
+/// Error kinds as bounded metric label values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamErrorKind {
+    /// 4xx the client caused.
+    ClientStatus,
+    /// 429.
+    RateLimited,
+    /// 401/403: Sluice's provider key is wrong.
+    Auth,
+    /// 5xx and other statuses.
+    ServerStatus,
+    /// Timeout.
+    Timeout,
+    /// Connection failure.
+    Connect,
+    /// Malformed answer.
+    Protocol,
+    /// Provider not callable.
+    Unsupported,
+}
+
+impl UpstreamErrorKind {
+    /// Label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ClientStatus => "client_status",
+            Self::RateLimited => "rate_limited",
+            Self::Auth => "auth",
+            Self::ServerStatus => "server_status",
+            Self::Timeout => "timeout",
+            Self::Connect => "connect",
+            Self::Protocol => "protocol",
+            Self::Unsupported => "unsupported",
+        }
+    }
+}
+
+impl UpstreamError {
+    /// The bounded kind, for metrics and retry decisions.
+    pub fn kind(&self) -> UpstreamErrorKind {
+        match self {
+            Self::Status { status, .. } => match status {
+                429 => UpstreamErrorKind::RateLimited,
+                401 | 403 => UpstreamErrorKind::Auth,
+                400..=499 => UpstreamErrorKind::ClientStatus,
+                _ => UpstreamErrorKind::ServerStatus,
+            },
+            Self::Timeout { .. } => UpstreamErrorKind::Timeout,
+            Self::Connect { .. } => UpstreamErrorKind::Connect,
+            Self::Protocol { .. } => UpstreamErrorKind::Protocol,
+            Self::Unsupported { .. } => UpstreamErrorKind::Unsupported,
+        }
+    }
+
+    /// Upstream `retry-after`, passed on with 429s.
+    pub fn retry_after(&self) -> Option<&str> {
+        match self {
+            Self::Status { retry_after, .. } => retry_after.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// Status, error type, param and code seen by the client.
+    pub fn http_parts(&self) -> (StatusCode, &'static str, Option<String>, Option<String>) {
+        let upstream_code = |c: &Option<String>, fallback: &str| {
+            Some(c.clone().unwrap_or_else(|| fallback.to_string()))
+        };
+        match (self.kind(), self) {
+            (UpstreamErrorKind::ClientStatus, Self::Status { status, param, code, .. }) => (
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_REQUEST),
+                "invalid_request_error",
+                param.clone(),
+                code.clone(),
+            ),
+            (UpstreamErrorKind::RateLimited, Self::Status { code, .. }) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_error",
+                None,
+                upstream_code(code, "rate_limit_exceeded"),
+            ),
+            (UpstreamErrorKind::Auth, _) => (
+                StatusCode::BAD_GATEWAY,
+                "upstream_error",
+                None,
+                Some("upstream_auth_failed".into()),
+            ),
+            (UpstreamErrorKind::Timeout, _) => (
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream_error",
+                None,
+                Some("upstream_timeout".into()),
+            ),
+            (UpstreamErrorKind::Connect, _) => (
+                StatusCode::BAD_GATEWAY,
+                "upstream_error",
+                None,
+                Some("upstream_unreachable".into()),
+            ),
+            (UpstreamErrorKind::Protocol, _) => (
+                StatusCode::BAD_GATEWAY,
+                "upstream_error",
+                None,
+                Some("upstream_invalid_response".into()),
+            ),
+            (UpstreamErrorKind::Unsupported, _) => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                Some("model".into()),
+                Some("model_not_supported".into()),
+            ),
+            (UpstreamErrorKind::ServerStatus, _)
+            | (UpstreamErrorKind::ClientStatus, _)
+            | (UpstreamErrorKind::RateLimited, _) => (
+                StatusCode::BAD_GATEWAY,
+                "upstream_error",
+                None,
+                Some("upstream_error".into()),
+            ),
+        }
+    }
+}
+
+/// Pooled HTTP clients, one per distinct connect timeout (normally exactly one).
+#[derive(Debug, Clone)]
+pub struct HttpClients {
+    by_connect_timeout: HashMap<Duration, reqwest::Client>,
+    fallback: reqwest::Client,
+}
+
+impl HttpClients {
+    /// Builds the clients the deployments need.
+    pub fn new(deployments: &[Deployment]) -> Result<Self, reqwest::Error> {
+        let build = |connect: Duration| {
+            reqwest::Client::builder()
+                .connect_timeout(connect)
+                .pool_max_idle_per_host(256)
+                .pool_idle_timeout(Duration::from_secs(60))
+                .tcp_nodelay(true)
+                .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")))
+                .build()
+        };
+        let mut by_connect_timeout = HashMap::new();
+        for d in deployments {
+            if !by_connect_timeout.contains_key(&d.connect_timeout) {
+                by_connect_timeout.insert(d.connect_timeout, build(d.connect_timeout)?);
+            }
+        }
+        Ok(Self {
+            by_connect_timeout,
+            fallback: build(Duration::from_secs(10))?,
+        })
+    }
+
+    fn for_deployment(&self, d: &Deployment) -> &reqwest::Client {
+        self.by_connect_timeout
+            .get(&d.connect_timeout)
+            .unwrap_or(&self.fallback)
+    }
+}
+
+/// A label for messages: `gpt-4o/0 (openai/gpt-4o)`.
+pub fn label(d: &Deployment) -> String {
+    format!("{} ({}/{})", d.id, d.provider, d.upstream_model)
+}
+
+fn unsupported(d: &Deployment) -> UpstreamError {
+    UpstreamError::Unsupported {
+        deployment: label(d),
+        detail: format!("provider {} is not available in this build", d.provider),
+    }
+}
+
+/// One non-streaming chat completion.
+pub async fn chat(
+    http: &HttpClients,
+    d: &Deployment,
+    req: &ChatRequest,
+) -> Result<Completion, UpstreamError> {
+    match d.provider {
+        ProviderKind::OpenAi | ProviderKind::Compatible(_) => {
+            openai::chat(http.for_deployment(d), d, req).await
+        }
+        ProviderKind::Mock => mock::chat(d, req).await,
+        ProviderKind::Azure | ProviderKind::Anthropic | ProviderKind::Gemini => Err(unsupported(d)),
+    }
+}
+
+/// One streaming chat completion. `force_usage` asks the upstream for a usage chunk even
+/// when the client did not (the caller strips it again).
+pub async fn chat_stream(
+    http: &HttpClients,
+    d: &Deployment,
+    req: &ChatRequest,
+    force_usage: bool,
+) -> Result<ChunkStream, UpstreamError> {
+    match d.provider {
+        ProviderKind::OpenAi | ProviderKind::Compatible(_) => {
+            openai::chat_stream(http.for_deployment(d), d, req, force_usage).await
+        }
+        ProviderKind::Mock => Ok(mock::chat_stream(d, req, force_usage)),
+        ProviderKind::Azure | ProviderKind::Anthropic | ProviderKind::Gemini => Err(unsupported(d)),
+    }
+}
+
+/// Whether the provider can be asked for a usage chunk on streams (`stream_options`).
+pub fn supports_stream_usage(d: &Deployment) -> bool {
+    matches!(d.provider, ProviderKind::OpenAi | ProviderKind::Mock)
+}
+
+/// Embeddings.
+pub async fn embeddings(
+    http: &HttpClients,
+    d: &Deployment,
+    req: &EmbeddingsRequest,
+) -> Result<Completion, UpstreamError> {
+    match d.provider {
+        ProviderKind::OpenAi | ProviderKind::Compatible(_) => {
+            openai::embeddings(http.for_deployment(d), d, req).await
+        }
+        ProviderKind::Mock => mock::embeddings(d, req).await,
+        ProviderKind::Azure | ProviderKind::Anthropic | ProviderKind::Gemini => Err(unsupported(d)),
+    }
+}

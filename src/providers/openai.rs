@@ -1,0 +1,230 @@
+//! OpenAI and OpenAI-compatible servers: the request is already in their format, so bodies
+//! pass through and only the model name and authentication change.
+
+use super::{label, ChunkStream, Completion, UpstreamError};
+use crate::config::Deployment;
+use crate::wire::{ChatRequest, EmbeddingsRequest, StreamOptions, UsageOnly};
+use futures_util::StreamExt;
+use reqwest::header::{HeaderValue, CONTENT_TYPE};
+use serde::Deserialize;
+use std::time::Duration;
+
+const DEFAULT_BASE: &str = "https://api.openai.com/v1";
+/// Upstream error bodies are read up to this size; the rest is not needed to explain the error.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+fn url(d: &Deployment, path: &str) -> String {
+    format!("{}{path}", d.api_base.as_deref().unwrap_or(DEFAULT_BASE))
+}
+
+fn request(
+    client: &reqwest::Client,
+    d: &Deployment,
+    path: &str,
+    body: Vec<u8>,
+    timeout: Duration,
+) -> reqwest::RequestBuilder {
+    let mut rb = client
+        .post(url(d, path))
+        .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+        .timeout(timeout)
+        .body(body);
+    if let Some(key) = &d.api_key {
+        rb = rb.bearer_auth(key.expose());
+    }
+    if let Some(org) = &d.organization {
+        rb = rb.header("OpenAI-Organization", org);
+    }
+    rb
+}
+
+/// Maps a transport error to the deployment's error, without the URL.
+pub(super) fn transport_error(d: &Deployment, e: reqwest::Error, timeout: Duration) -> UpstreamError {
+    if e.is_timeout() {
+        UpstreamError::Timeout {
+            deployment: label(d),
+            after: timeout,
+        }
+    } else {
+        let e = e.without_url();
+        let mut detail = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            detail.push_str(": ");
+            detail.push_str(&s.to_string());
+            source = s.source();
+        }
+        UpstreamError::Connect {
+            deployment: label(d),
+            detail,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ErrorEnvelope {
+    error: ErrorBody,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    param: Option<String>,
+    #[serde(default)]
+    code: Option<serde_json::Value>,
+}
+
+/// Turns a non-2xx upstream response into an error that says why.
+pub(super) async fn status_error(d: &Deployment, resp: reqwest::Response) -> UpstreamError {
+    let status = resp.status().as_u16();
+    let retry_after = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let body = read_capped(resp, MAX_ERROR_BODY).await;
+    let redact = |s: String| match &d.api_key {
+        Some(k) => k.redact(&s),
+        None => s,
+    };
+    let (message, kind, param, code) = match serde_json::from_slice::<ErrorEnvelope>(&body) {
+        Ok(env) => (
+            env.error
+                .message
+                .unwrap_or_else(|| "no message".to_string()),
+            env.error.kind,
+            env.error.param,
+            env.error.code.map(|c| match c {
+                serde_json::Value::String(s) => s,
+                other => other.to_string(),
+            }),
+        ),
+        Err(_) => {
+            let text = String::from_utf8_lossy(&body).trim().to_string();
+            let text = if text.is_empty() {
+                "empty body".to_string()
+            } else {
+                text.chars().take(500).collect()
+            };
+            (text, None, None, None)
+        }
+    };
+    UpstreamError::Status {
+        deployment: label(d),
+        status,
+        message: redact(message),
+        kind,
+        param,
+        code,
+        retry_after,
+    }
+}
+
+async fn read_capped(mut resp: reqwest::Response, cap: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Ok(Some(chunk)) = resp.chunk().await {
+        let room = cap.saturating_sub(out.len());
+        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if out.len() >= cap {
+            break;
+        }
+    }
+    out
+}
+
+fn outbound(d: &Deployment, req: &ChatRequest) -> ChatRequest {
+    let mut out = req.clone();
+    out.model.clone_from(&d.upstream_model);
+    out
+}
+
+fn encode<T: serde::Serialize>(d: &Deployment, v: &T) -> Result<Vec<u8>, UpstreamError> {
+    serde_json::to_vec(v).map_err(|e| UpstreamError::Protocol {
+        deployment: label(d),
+        detail: format!("cannot encode request: {e}"),
+    })
+}
+
+async fn post_json(
+    client: &reqwest::Client,
+    d: &Deployment,
+    path: &str,
+    body: Vec<u8>,
+) -> Result<Completion, UpstreamError> {
+    let resp = request(client, d, path, body, d.timeout)
+        .send()
+        .await
+        .map_err(|e| transport_error(d, e, d.timeout))?;
+    if !resp.status().is_success() {
+        return Err(status_error(d, resp).await);
+    }
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|e| transport_error(d, e, d.timeout))?;
+    let usage = serde_json::from_slice::<UsageOnly>(&body)
+        .map_err(|e| UpstreamError::Protocol {
+            deployment: label(d),
+            detail: format!("body is not a JSON object: {e}"),
+        })?
+        .usage
+        .unwrap_or_default();
+    Ok(Completion { body, usage })
+}
+
+/// Non-streaming chat completion.
+pub async fn chat(
+    client: &reqwest::Client,
+    d: &Deployment,
+    req: &ChatRequest,
+) -> Result<Completion, UpstreamError> {
+    let body = encode(d, &outbound(d, req))?;
+    post_json(client, d, "/chat/completions", body).await
+}
+
+/// Streaming chat completion: upstream SSE bytes are passed on as they arrive.
+pub async fn chat_stream(
+    client: &reqwest::Client,
+    d: &Deployment,
+    req: &ChatRequest,
+    force_usage: bool,
+) -> Result<ChunkStream, UpstreamError> {
+    let mut out = outbound(d, req);
+    if force_usage {
+        let opts = out.stream_options.get_or_insert_with(|| StreamOptions {
+            include_usage: None,
+            extra: Default::default(),
+        });
+        opts.include_usage = Some(true);
+    }
+    let body = encode(d, &out)?;
+    let timeout = d.stream_timeout;
+    let resp = request(client, d, "/chat/completions", body, timeout)
+        .send()
+        .await
+        .map_err(|e| transport_error(d, e, timeout))?;
+    if !resp.status().is_success() {
+        return Err(status_error(d, resp).await);
+    }
+    let d = d.clone();
+    Ok(Box::pin(
+        resp.bytes_stream()
+            .map(move |r| r.map_err(|e| transport_error(&d, e, timeout))),
+    ))
+}
+
+/// Embeddings.
+pub async fn embeddings(
+    client: &reqwest::Client,
+    d: &Deployment,
+    req: &EmbeddingsRequest,
+) -> Result<Completion, UpstreamError> {
+    let mut out = req.clone();
+    out.model.clone_from(&d.upstream_model);
+    let body = encode(d, &out)?;
+    post_json(client, d, "/embeddings", body).await
+}

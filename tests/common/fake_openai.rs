@@ -1,0 +1,248 @@
+//! A fake OpenAI server: real wire format (JSON, SSE, error bodies), behaviour chosen by the
+//! requested model name, every call recorded.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use bytes::Bytes;
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+/// One request the fake received.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub path: String,
+    pub authorization: Option<String>,
+    pub body: Value,
+}
+
+#[derive(Default)]
+pub struct Shared {
+    pub calls: Mutex<Vec<Recorded>>,
+    /// Streams whose response body was dropped before the end (client went away).
+    pub streams_cancelled: AtomicUsize,
+    pub streams_completed: AtomicUsize,
+}
+
+pub struct FakeOpenAi {
+    pub base: String,
+    pub shared: Arc<Shared>,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl FakeOpenAi {
+    pub fn start() -> FakeOpenAi {
+        let shared = Arc::new(Shared::default());
+        let (tx, rx) = mpsc::channel();
+        let s = shared.clone();
+        std::thread::spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                let data = web::Data::from(s);
+                let server = HttpServer::new(move || {
+                    App::new()
+                        .app_data(data.clone())
+                        .route("/v1/chat/completions", web::post().to(chat))
+                        .route("/v1/embeddings", web::post().to(embeddings))
+                })
+                .workers(1)
+                .disable_signals()
+                .bind("127.0.0.1:0")
+                .unwrap();
+                let addr = server.addrs()[0];
+                let server = server.run();
+                tx.send((addr, server.handle())).unwrap();
+                server.await.unwrap();
+            });
+        });
+        let (addr, handle) = rx.recv().unwrap();
+        FakeOpenAi {
+            base: format!("http://{addr}"),
+            shared,
+            handle,
+        }
+    }
+
+    pub fn calls(&self) -> Vec<Recorded> {
+        self.shared.calls.lock().unwrap().clone()
+    }
+
+    pub fn call_count(&self) -> usize {
+        self.shared.calls.lock().unwrap().len()
+    }
+}
+
+impl Drop for FakeOpenAi {
+    fn drop(&mut self) {
+        let h = self.handle.clone();
+        std::thread::spawn(move || {
+            let _ = futures_util::FutureExt::now_or_never(h.stop(false));
+        });
+    }
+}
+
+fn record(req: &HttpRequest, shared: &Shared, body: &Value) {
+    shared.calls.lock().unwrap().push(Recorded {
+        path: req.path().to_string(),
+        authorization: req
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(String::from),
+        body: body.clone(),
+    });
+}
+
+fn error(status: u16, message: &str, kind: &str, param: Option<&str>, code: Option<&str>) -> HttpResponse {
+    HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap()).json(json!({
+        "error": {"message": message, "type": kind, "param": param, "code": code}
+    }))
+}
+
+fn last_user(body: &Value) -> String {
+    body["messages"]
+        .as_array()
+        .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or("")
+        .to_string()
+}
+
+fn completion(model: &str, text: &str) -> Value {
+    json!({
+        "id": "chatcmpl-fake1",
+        "object": "chat.completion",
+        "created": 1_700_000_000,
+        "model": model,
+        "system_fingerprint": "fp_fake",
+        "choices": [{
+            "index": 0,
+            "message": {"role": "assistant", "content": text, "refusal": null},
+            "logprobs": null,
+            "finish_reason": "stop"
+        }],
+        "usage": {"prompt_tokens": 11, "completion_tokens": 5, "total_tokens": 16},
+        "service_tier": "default",
+        "x_vendor_extra": {"kept": true}
+    })
+}
+
+fn chunk(model: &str, delta: Value, finish: Value) -> String {
+    let c = json!({
+        "id": "chatcmpl-fake1", "object": "chat.completion.chunk", "created": 1_700_000_000,
+        "model": model, "system_fingerprint": "fp_fake",
+        "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]
+    });
+    format!("data: {c}\n\n")
+}
+
+/// The SSE frames of a streamed answer, split into words.
+pub fn stream_frames(model: &str, text: &str, include_usage: bool) -> Vec<String> {
+    let mut frames = vec![chunk(model, json!({"role": "assistant", "content": ""}), Value::Null)];
+    for w in text.split_inclusive(' ') {
+        frames.push(chunk(model, json!({"content": w}), Value::Null));
+    }
+    frames.push(chunk(model, json!({}), json!("stop")));
+    if include_usage {
+        let u = json!({
+            "id": "chatcmpl-fake1", "object": "chat.completion.chunk", "created": 1_700_000_000,
+            "model": model, "choices": [],
+            "usage": {"prompt_tokens": 11, "completion_tokens": 5, "total_tokens": 16}
+        });
+        frames.push(format!("data: {u}\n\n"));
+    }
+    frames.push("data: [DONE]\n\n".to_string());
+    frames
+}
+
+struct StreamGuard {
+    shared: Arc<Shared>,
+    done: bool,
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        if self.done {
+            self.shared.streams_completed.fetch_add(1, Ordering::SeqCst);
+        } else {
+            self.shared.streams_cancelled.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+fn sse(shared: Arc<Shared>, frames: Vec<String>, delay: Duration) -> HttpResponse {
+    let guard = StreamGuard {
+        shared,
+        done: false,
+    };
+    let stream = futures_util::stream::unfold(
+        (frames.into_iter(), guard),
+        move |(mut it, mut guard)| async move {
+            match it.next() {
+                Some(f) => {
+                    if !delay.is_zero() {
+                        tokio::time::sleep(delay).await;
+                    }
+                    Some((Ok::<_, actix_web::Error>(Bytes::from(f)), (it, guard)))
+                }
+                None => {
+                    guard.done = true;
+                    None
+                }
+            }
+        },
+    );
+    HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .streaming(stream)
+}
+
+async fn chat(req: HttpRequest, shared: web::Data<Shared>, body: web::Bytes) -> HttpResponse {
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    record(&req, &shared, &body);
+    let model = body["model"].as_str().unwrap_or("").to_string();
+    let stream = body["stream"].as_bool().unwrap_or(false);
+    let include_usage = body["stream_options"]["include_usage"].as_bool().unwrap_or(false);
+    let text = format!("You said: {}", last_user(&body));
+    match model.as_str() {
+        "fake-400" => error(400, "Invalid value for 'temperature': must be <= 2.", "invalid_request_error", Some("temperature"), Some("invalid_value")),
+        "fake-401" => error(401, "Incorrect API key provided: sk-upstream-secret.", "invalid_request_error", None, Some("invalid_api_key")),
+        "fake-429" => HttpResponse::TooManyRequests()
+            .insert_header(("retry-after", "7"))
+            .json(json!({"error": {"message": "Rate limit reached for requests", "type": "requests", "param": null, "code": "rate_limit_exceeded"}})),
+        "fake-500" => error(500, "The server had an error while processing your request.", "server_error", None, None),
+        "fake-html" => HttpResponse::BadGateway().content_type("text/html").body("<html>bad gateway</html>"),
+        "fake-garbage" => HttpResponse::Ok().content_type("application/json").body("this is not json"),
+        "fake-slow" => {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            HttpResponse::Ok().json(completion(&model, &text))
+        }
+        "fake-slow-stream" => sse(
+            shared.into_inner(),
+            stream_frames(&model, &"tick ".repeat(40), include_usage),
+            Duration::from_millis(100),
+        ),
+        "fake-broken-stream" => {
+            // Two chunks, then the connection just ends (no finish, no [DONE]).
+            let frames = stream_frames(&model, "partial answer here", false);
+            sse(shared.into_inner(), frames[..2].to_vec(), Duration::ZERO)
+        }
+        _ if stream => sse(
+            shared.into_inner(),
+            stream_frames(&model, &text, include_usage),
+            Duration::from_millis(5),
+        ),
+        _ => HttpResponse::Ok().json(completion(&model, &text)),
+    }
+}
+
+async fn embeddings(req: HttpRequest, shared: web::Data<Shared>, body: web::Bytes) -> HttpResponse {
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    record(&req, &shared, &body);
+    HttpResponse::Ok().json(json!({
+        "object": "list",
+        "data": [{"object": "embedding", "index": 0, "embedding": [0.25, -0.5, 0.75]}],
+        "model": body["model"],
+        "usage": {"prompt_tokens": 2, "total_tokens": 2}
+    }))
+}

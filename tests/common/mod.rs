@@ -1,0 +1,162 @@
+//! Test harness: the real `sluice` binary on an ephemeral port, and fake upstreams that speak
+//! OpenAI's wire format.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod fake_openai;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// A running gateway process.
+pub struct TestGateway {
+    pub child: Child,
+    pub base: String,
+    pub dir: tempfile::TempDir,
+    pub stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+/// Builder for [`TestGateway`].
+#[derive(Default)]
+pub struct GatewayBuilder {
+    config: Option<String>,
+    env: Vec<(String, String)>,
+}
+
+impl GatewayBuilder {
+    pub fn config(mut self, yaml: impl Into<String>) -> Self {
+        self.config = Some(yaml.into());
+        self
+    }
+
+    pub fn env(mut self, k: &str, v: &str) -> Self {
+        self.env.push((k.into(), v.into()));
+        self
+    }
+
+    pub fn spawn(self) -> TestGateway {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
+        cmd.arg("serve").arg("--listen").arg("127.0.0.1:0");
+        if let Some(yaml) = &self.config {
+            let yaml = yaml.replace("{data_dir}", &dir.path().join("state").display().to_string());
+            let path = dir.path().join("config.yaml");
+            std::fs::write(&path, yaml).unwrap();
+            cmd.arg("--config").arg(path);
+        }
+        cmd.env_remove("OPENAI_API_KEY")
+            .env_remove("SLUICE_MASTER_KEY")
+            .env_remove("SLUICE_CONFIG")
+            .env("RUST_LOG", "info")
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn sluice");
+        let stderr_buf = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let err = child.stderr.take().unwrap();
+        let sink = stderr_buf.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("sluice listening on ") {
+                    let _ = tx.send(url.to_string());
+                }
+            }
+        });
+        let base = match rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(b) => b,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "gateway did not start; stderr:\n{}",
+                    stderr_buf.lock().unwrap()
+                );
+            }
+        };
+        TestGateway {
+            child,
+            base,
+            dir,
+            stderr: stderr_buf,
+        }
+    }
+}
+
+impl TestGateway {
+    pub fn builder() -> GatewayBuilder {
+        GatewayBuilder::default()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+    }
+
+    /// Waits for exit, up to `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let end = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < end {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A config with one OpenAI-compatible deployment per fake model, all pointing at `base`.
+pub fn config_for(base: &str, models: &[&str], extra: &str) -> String {
+    let mut s = String::from("model_list:\n");
+    for m in models {
+        s.push_str(&format!(
+            "  - model_name: {m}\n    litellm_params:\n      model: openai/{m}\n      api_base: {base}/v1\n      api_key: sk-upstream-secret\n      timeout: 2\n"
+        ));
+    }
+    s.push_str(extra);
+    s
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+/// The path of the repository, for fixtures.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
