@@ -69,10 +69,16 @@ pub enum ApiError {
     NotReady,
     /// The upstream failed.
     #[error(transparent)]
-    Upstream(#[from] UpstreamError),
+    Upstream(Box<UpstreamError>),
     /// A bug or an environment failure; details only in logs.
     #[error("internal error")]
     Internal(String),
+}
+
+impl From<UpstreamError> for ApiError {
+    fn from(e: UpstreamError) -> Self {
+        ApiError::Upstream(Box::new(e))
+    }
 }
 
 impl From<FieldError> for ApiError {
@@ -155,7 +161,12 @@ impl ApiError {
                 let (status, kind, param, code) = e.http_parts();
                 (status, kind, param, code)
             }
-            Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "server_error", None, None),
+            Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                None,
+                None,
+            ),
         }
     }
 

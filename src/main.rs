@@ -10,7 +10,11 @@ use std::process::ExitCode;
 const EXIT_CONFIG: u8 = 2;
 
 #[derive(Parser)]
-#[command(name = "sluice", version, about = "OpenAI-compatible AI gateway with a local semantic cache")]
+#[command(
+    name = "sluice",
+    version,
+    about = "OpenAI-compatible AI gateway with a local semantic cache"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -104,7 +108,10 @@ fn serve(config: Config) -> anyhow::Result<()> {
             println!("sluice listening on http://{addr}");
         }
         let handle = running.server.handle();
-        actix_web::rt::spawn(sluice::server::shutdown_on_signal(handle, running.state.clone()));
+        actix_web::rt::spawn(sluice::server::shutdown_on_signal(
+            handle,
+            running.state.clone(),
+        ));
         running.server.await?;
         tracing::info!("stopped");
         Ok(())

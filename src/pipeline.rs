@@ -31,7 +31,7 @@ pub enum ReplyBody {
     /// Complete JSON.
     Json(Bytes),
     /// OpenAI SSE, forwarded as it arrives.
-    Stream(Tee),
+    Stream(Box<Tee>),
 }
 
 /// Resolves the model group and a deployment for it.
@@ -65,13 +65,17 @@ fn record_upstream_latency(d: &Deployment, started: Instant) {
 }
 
 /// Serves one chat completion.
-pub async fn chat(state: &AppState, _principal: &Principal, req: ChatRequest) -> Result<Reply, ApiError> {
+pub async fn chat(
+    state: &AppState,
+    _principal: &Principal,
+    req: ChatRequest,
+) -> Result<Reply, ApiError> {
     let d = route(state, &req.model)?;
     let started = Instant::now();
     if !req.is_stream() {
         let c = providers::chat(&state.http, &d, &req).await.map_err(|e| {
             record_upstream_error(&d, &e);
-            ApiError::Upstream(e)
+            ApiError::from(e)
         })?;
         record_upstream_latency(&d, started);
         record_tokens(&d.model_group, &c.usage);
@@ -89,7 +93,7 @@ pub async fn chat(state: &AppState, _principal: &Principal, req: ChatRequest) ->
         .await
         .map_err(|e| {
             record_upstream_error(&d, &e);
-            ApiError::Upstream(e)
+            ApiError::from(e)
         })?;
     let dep = Arc::clone(&d);
     let on_finish = Box::new(move |o: StreamOutcome| {
@@ -111,7 +115,7 @@ pub async fn chat(state: &AppState, _principal: &Principal, req: ChatRequest) ->
     Ok(Reply {
         deployment: Some(d),
         outcome: CacheOutcome::Bypass,
-        body: ReplyBody::Stream(Tee::new(upstream, force_usage, on_finish)),
+        body: ReplyBody::Stream(Box::new(Tee::new(upstream, force_usage, on_finish))),
     })
 }
 
@@ -119,10 +123,12 @@ pub async fn chat(state: &AppState, _principal: &Principal, req: ChatRequest) ->
 pub async fn embeddings(state: &AppState, req: EmbeddingsRequest) -> Result<Reply, ApiError> {
     let d = route(state, &req.model)?;
     let started = Instant::now();
-    let c = providers::embeddings(&state.http, &d, &req).await.map_err(|e| {
-        record_upstream_error(&d, &e);
-        ApiError::Upstream(e)
-    })?;
+    let c = providers::embeddings(&state.http, &d, &req)
+        .await
+        .map_err(|e| {
+            record_upstream_error(&d, &e);
+            ApiError::from(e)
+        })?;
     record_upstream_latency(&d, started);
     record_tokens(&d.model_group, &c.usage);
     Ok(Reply {

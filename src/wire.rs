@@ -293,21 +293,36 @@ mod tests {
 
     #[test]
     fn bad_fields_are_named() {
-        let e = parse_json::<ChatRequest>(br#"{"model":"m","messages":[{"role":"boss","content":"x"}]}"#)
-            .unwrap_err();
+        let e = parse_json::<ChatRequest>(
+            br#"{"model":"m","messages":[{"role":"boss","content":"x"}]}"#,
+        )
+        .unwrap_err();
         assert_eq!(e.param, "messages[0].role");
-        let e = parse_json::<ChatRequest>(br#"{"model":"m","messages":[{"role":"user","content":5}]}"#)
-            .unwrap_err();
+        let e =
+            parse_json::<ChatRequest>(br#"{"model":"m","messages":[{"role":"user","content":5}]}"#)
+                .unwrap_err();
         assert_eq!(e.param, "messages[0].content");
         assert!(e.message.contains("a number"), "{}", e.message);
         let e = parse_json::<ChatRequest>(br#"{"model":"m"}"#).unwrap_err();
-        assert!(e.message.contains("missing field `messages`"), "{}", e.message);
+        assert!(
+            e.message.contains("missing field `messages`"),
+            "{}",
+            e.message
+        );
         let e = parse_json::<ChatRequest>(br#"{"model": 3, "messages": []}"#).unwrap_err();
         assert_eq!(e.param, "model");
         let e = parse_json::<ChatRequest>(b"{not json").unwrap_err();
-        assert!(e.message.starts_with("request body is not valid JSON"), "{}", e.message);
+        assert!(
+            e.message.starts_with("request body is not valid JSON"),
+            "{}",
+            e.message
+        );
         let e = parse_json::<ChatRequest>(br#"{"model":"m","messages":[]} x"#).unwrap_err();
-        assert!(e.message.starts_with("request body is not valid JSON"), "{}", e.message);
+        assert!(
+            e.message.starts_with("request body is not valid JSON"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]

@@ -15,7 +15,11 @@ fn user(text: &str) -> Value {
 async fn non_streaming_passes_fields_through_both_ways() {
     let fake = FakeOpenAi::start();
     let gw = TestGateway::builder()
-        .config(config_for(&fake.base, &["gpt-x"], "general_settings:\n  master_key: mk-test\n"))
+        .config(config_for(
+            &fake.base,
+            &["gpt-x"],
+            "general_settings:\n  master_key: mk-test\n",
+        ))
         .spawn();
     let resp = client()
         .post(gw.url("/v1/chat/completions"))
@@ -36,13 +40,19 @@ async fn non_streaming_passes_fields_through_both_ways() {
     assert_eq!(resp.headers()["x-sluice-route"], "gpt-x/0");
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["choices"][0]["message"]["content"], "You said: hello");
-    assert_eq!(body["x_vendor_extra"]["kept"], true, "response extras pass through");
+    assert_eq!(
+        body["x_vendor_extra"]["kept"], true,
+        "response extras pass through"
+    );
     assert_eq!(body["usage"]["total_tokens"], 16);
 
     let calls = fake.calls();
     assert_eq!(calls.len(), 1);
     let sent = &calls[0];
-    assert_eq!(sent.authorization.as_deref(), Some("Bearer sk-upstream-secret"));
+    assert_eq!(
+        sent.authorization.as_deref(),
+        Some("Bearer sk-upstream-secret")
+    );
     assert_eq!(sent.body["seed"], 42);
     assert_eq!(sent.body["vendor_extension"]["a"], 1);
     assert_eq!(sent.body["tools"][0]["function"]["name"], "f");
@@ -54,7 +64,9 @@ async fn non_streaming_passes_fields_through_both_ways() {
 #[tokio::test]
 async fn request_id_is_generated_and_prefix_is_optional() {
     let fake = FakeOpenAi::start();
-    let gw = TestGateway::builder().config(config_for(&fake.base, &["gpt-x"], "")).spawn();
+    let gw = TestGateway::builder()
+        .config(config_for(&fake.base, &["gpt-x"], ""))
+        .spawn();
     let resp = client()
         .post(gw.url("/chat/completions"))
         .json(&json!({"model": "gpt-x", "messages": user("hi")}))
@@ -84,7 +96,9 @@ async fn read_sse(resp: reqwest::Response) -> (Vec<Value>, bool, String) {
 #[tokio::test]
 async fn streaming_passes_chunks_and_strips_usage_it_added() {
     let fake = FakeOpenAi::start();
-    let gw = TestGateway::builder().config(config_for(&fake.base, &["gpt-x"], "")).spawn();
+    let gw = TestGateway::builder()
+        .config(config_for(&fake.base, &["gpt-x"], ""))
+        .spawn();
     // Without include_usage: Sluice asks upstream for usage (to count tokens) and strips it.
     let resp = client()
         .post(gw.url("/v1/chat/completions"))
@@ -93,19 +107,27 @@ async fn streaming_passes_chunks_and_strips_usage_it_added() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
     let (chunks, done, raw) = read_sse(resp).await;
     assert!(done);
     let expected: String = stream_frames("gpt-x", "You said: one two three", false).concat();
     assert_eq!(raw, expected, "bytes pass through unchanged");
     assert!(chunks.iter().all(|c| c.get("usage").is_none()));
-    assert_eq!(fake.calls()[0].body["stream_options"]["include_usage"], true);
+    assert_eq!(
+        fake.calls()[0].body["stream_options"]["include_usage"],
+        true
+    );
 
     // With include_usage: the usage chunk reaches the client.
     let resp = client()
         .post(gw.url("/v1/chat/completions"))
-        .json(&json!({"model": "gpt-x", "messages": user("hey"), "stream": true,
-                      "stream_options": {"include_usage": true}}))
+        .json(
+            &json!({"model": "gpt-x", "messages": user("hey"), "stream": true,
+                      "stream_options": {"include_usage": true}}),
+        )
         .send()
         .await
         .unwrap();
@@ -140,11 +162,24 @@ async fn chunks_arrive_before_the_stream_ends() {
     // Client goes away: the upstream stream is cancelled, not read to the end.
     drop(resp);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while fake.shared.streams_cancelled.load(std::sync::atomic::Ordering::SeqCst) == 0 {
-        assert!(std::time::Instant::now() < deadline, "upstream stream was not cancelled");
+    while fake
+        .shared
+        .streams_cancelled
+        .load(std::sync::atomic::Ordering::SeqCst)
+        == 0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "upstream stream was not cancelled"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    assert_eq!(fake.shared.streams_completed.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_eq!(
+        fake.shared
+            .streams_completed
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
 }
 
 #[tokio::test]
@@ -182,10 +217,26 @@ async fn embeddings_and_models() {
     assert_eq!(fake.calls()[0].path, "/v1/embeddings");
     assert_eq!(fake.calls()[0].body["encoding_format"], "float");
 
-    let models: Value = client().get(gw.url("/v1/models")).send().await.unwrap().json().await.unwrap();
-    let ids: Vec<&str> = models["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    let models: Value = client()
+        .get(gw.url("/v1/models"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, ["emb", "gpt-x"]);
-    let one = client().get(gw.url("/v1/models/gpt-x")).send().await.unwrap();
+    let one = client()
+        .get(gw.url("/v1/models/gpt-x"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(one.status(), 200);
 }
 
@@ -202,7 +253,10 @@ async fn builtin_config_serves_the_mock_without_keys() {
         .await
         .unwrap();
     let content = body["choices"][0]["message"]["content"].as_str().unwrap();
-    assert!(content.contains("mock") && content.ends_with("You said: ping"), "{content}");
+    assert!(
+        content.contains("mock") && content.ends_with("You said: ping"),
+        "{content}"
+    );
     assert!(gw.stderr().contains("no master key configured"));
     let emb: Value = client()
         .post(gw.url("/v1/embeddings"))
@@ -234,7 +288,14 @@ async fn metrics_report_requests_tokens_and_latency() {
         .send()
         .await
         .unwrap();
-    let text = c.get(gw.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let text = c
+        .get(gw.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     for needle in [
         "sluice_requests_total{model_group=\"gpt-x\",status=\"200\",outcome=\"bypass\"} 1",
         "sluice_requests_total{model_group=\"fake-500\",status=\"502\",outcome=\"error\"} 1",

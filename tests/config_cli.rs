@@ -8,7 +8,8 @@ use std::process::Command;
 
 fn sluice() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_sluice"));
-    c.env_remove("OPENAI_API_KEY").env_remove("SLUICE_MASTER_KEY");
+    c.env_remove("OPENAI_API_KEY")
+        .env_remove("SLUICE_MASTER_KEY");
     c
 }
 
@@ -26,7 +27,10 @@ fn litellm_config_is_accepted_with_warnings() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stderr}");
-    assert!(stdout.contains("ok (4 deployments in 3 model groups)"), "{stdout}");
+    assert!(
+        stdout.contains("ok (4 deployments in 3 model groups)"),
+        "{stdout}"
+    );
     for key in [
         "litellm_settings.drop_params",
         "litellm_settings.num_retries",
@@ -34,7 +38,10 @@ fn litellm_config_is_accepted_with_warnings() {
         "litellm_settings.cache",
         "general_settings.database_url",
     ] {
-        assert!(stderr.contains(&format!("ignoring unknown key {key}")), "{key}: {stderr}");
+        assert!(
+            stderr.contains(&format!("ignoring unknown key {key}")),
+            "{key}: {stderr}"
+        );
     }
     assert!(!stderr.contains("sk-a") && !stdout.contains("sk-a"));
 }
@@ -63,10 +70,16 @@ fn missing_env_var_and_missing_file_fail_clearly() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("model_list[0].litellm_params.api_key: environment variable OPENAI_API_KEY is not set"),
+        stderr.contains(
+            "model_list[0].litellm_params.api_key: environment variable OPENAI_API_KEY is not set"
+        ),
         "{stderr}"
     );
-    let out = sluice().arg("check-config").arg("/nonexistent.yaml").output().unwrap();
+    let out = sluice()
+        .arg("check-config")
+        .arg("/nonexistent.yaml")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read /nonexistent.yaml"));
 }

@@ -8,7 +8,14 @@ use common::{client, config_for, TestGateway};
 use serde_json::{json, Value};
 
 const MODELS: &[&str] = &[
-    "gpt-x", "fake-400", "fake-401", "fake-429", "fake-500", "fake-html", "fake-garbage", "fake-slow",
+    "gpt-x",
+    "fake-400",
+    "fake-401",
+    "fake-429",
+    "fake-500",
+    "fake-html",
+    "fake-garbage",
+    "fake-slow",
 ];
 
 fn gateway(fake: &FakeOpenAi) -> TestGateway {
@@ -35,7 +42,10 @@ async fn post(gw: &TestGateway, body: &str) -> (u16, Value, reqwest::header::Hea
 
 fn assert_error(body: &Value, kind: &str, param: Option<&str>) {
     let e = &body["error"];
-    assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    assert!(
+        e["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
     assert_eq!(e["type"], kind, "{body}");
     match param {
         Some(p) => assert_eq!(e["param"], p, "{body}"),
@@ -51,13 +61,24 @@ async fn malformed_requests_are_400_naming_the_field() {
     let (s, b, _) = post(&gw, "{not json").await;
     assert_eq!(s, 400);
     assert_error(&b, "invalid_request_error", None);
-    assert!(b["error"]["message"].as_str().unwrap().contains("not valid JSON"));
+    assert!(b["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("not valid JSON"));
 
-    let (s, b, _) = post(&gw, r#"{"model":"gpt-x","messages":[{"role":"boss","content":"x"}]}"#).await;
+    let (s, b, _) = post(
+        &gw,
+        r#"{"model":"gpt-x","messages":[{"role":"boss","content":"x"}]}"#,
+    )
+    .await;
     assert_eq!(s, 400);
     assert_error(&b, "invalid_request_error", Some("messages[0].role"));
 
-    let (s, b, _) = post(&gw, r#"{"model":"gpt-x","messages":[{"role":"user","content":7}]}"#).await;
+    let (s, b, _) = post(
+        &gw,
+        r#"{"model":"gpt-x","messages":[{"role":"user","content":7}]}"#,
+    )
+    .await;
     assert_eq!(s, 400);
     assert_error(&b, "invalid_request_error", Some("messages[0].content"));
 
@@ -84,7 +105,12 @@ async fn auth_failures_are_401() {
     let fake = FakeOpenAi::start();
     let gw = gateway(&fake);
     let body = json!({"model": "gpt-x", "messages": [{"role": "user", "content": "x"}]});
-    let r = client().post(gw.url("/v1/chat/completions")).json(&body).send().await.unwrap();
+    let r = client()
+        .post(gw.url("/v1/chat/completions"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     let b: Value = r.json().await.unwrap();
     assert_eq!(b["error"]["code"], "missing_api_key");
@@ -109,32 +135,59 @@ async fn auth_failures_are_401() {
     let r = client().get(gw.url("/v1/models")).send().await.unwrap();
     assert_eq!(r.status(), 401);
     // Health and metrics stay open for probes and scrapers.
-    assert_eq!(client().get(gw.url("/health/liveliness")).send().await.unwrap().status(), 200);
-    assert_eq!(client().get(gw.url("/metrics")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        client()
+            .get(gw.url("/health/liveliness"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        client()
+            .get(gw.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 }
 
 #[tokio::test]
 async fn unknown_model_is_404_listing_models() {
     let fake = FakeOpenAi::start();
     let gw = gateway(&fake);
-    let (s, b, _) = post(&gw, r#"{"model":"gpt-9","messages":[{"role":"user","content":"x"}]}"#).await;
+    let (s, b, _) = post(
+        &gw,
+        r#"{"model":"gpt-9","messages":[{"role":"user","content":"x"}]}"#,
+    )
+    .await;
     assert_eq!(s, 404);
     assert_error(&b, "invalid_request_error", Some("model"));
     assert_eq!(b["error"]["code"], "model_not_found");
     let m = b["error"]["message"].as_str().unwrap();
-    assert!(m.contains("gpt-9") && m.contains("gpt-x") && m.contains("fake-500"), "{m}");
+    assert!(
+        m.contains("gpt-9") && m.contains("gpt-x") && m.contains("fake-500"),
+        "{m}"
+    );
 }
 
 #[tokio::test]
 async fn oversized_body_is_413() {
     let fake = FakeOpenAi::start();
     let gw = gateway(&fake);
-    let big = format!(r#"{{"model":"gpt-x","messages":[{{"role":"user","content":"{}"}}]}}"#, "x".repeat(4096));
+    let big = format!(
+        r#"{{"model":"gpt-x","messages":[{{"role":"user","content":"{}"}}]}}"#,
+        "x".repeat(4096)
+    );
     let (s, b, _) = post(&gw, &big).await;
     assert_eq!(s, 413);
     assert_eq!(b["error"]["code"], "request_too_large");
     // Chunked upload without a content-length is caught too.
-    let stream = futures_util::stream::iter(vec![Ok::<_, std::io::Error>(big.clone().into_bytes())]);
+    let stream =
+        futures_util::stream::iter(vec![Ok::<_, std::io::Error>(big.clone().into_bytes())]);
     let r = client()
         .post(gw.url("/v1/chat/completions"))
         .bearer_auth("mk-test")
@@ -149,7 +202,8 @@ async fn oversized_body_is_413() {
 async fn upstream_failures_map_to_clear_statuses() {
     let fake = FakeOpenAi::start();
     let gw = gateway(&fake);
-    let req = |m: &str| format!(r#"{{"model":"{m}","messages":[{{"role":"user","content":"x"}}]}}"#);
+    let req =
+        |m: &str| format!(r#"{{"model":"{m}","messages":[{{"role":"user","content":"x"}}]}}"#);
 
     // The client's fault upstream: the upstream's status and error, naming the deployment.
     let (s, b, _) = post(&gw, &req("fake-400")).await;
@@ -175,7 +229,10 @@ async fn upstream_failures_map_to_clear_statuses() {
 
     let (s, b, _) = post(&gw, &req("fake-html")).await;
     assert_eq!(s, 502);
-    assert!(b["error"]["message"].as_str().unwrap().contains("bad gateway"));
+    assert!(b["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("bad gateway"));
 
     let (s, b, _) = post(&gw, &req("fake-garbage")).await;
     assert_eq!(s, 502);
@@ -191,7 +248,11 @@ async fn upstream_failures_map_to_clear_statuses() {
     assert!(b["error"]["message"].as_str().unwrap().contains("down/0"));
 
     // Streaming requests fail the same way before the stream starts.
-    let (s, _, _) = post(&gw, r#"{"model":"fake-500","stream":true,"messages":[{"role":"user","content":"x"}]}"#).await;
+    let (s, _, _) = post(
+        &gw,
+        r#"{"model":"fake-500","stream":true,"messages":[{"role":"user","content":"x"}]}"#,
+    )
+    .await;
     assert_eq!(s, 502);
     assert!(!gw.stderr().contains("sk-upstream-secret"));
 }
@@ -204,7 +265,11 @@ async fn unknown_routes_and_methods_are_json() {
     assert_eq!(r.status(), 404);
     let b: Value = r.json().await.unwrap();
     assert_eq!(b["error"]["code"], "unknown_url");
-    let r = client().get(gw.url("/v1/chat/completions")).send().await.unwrap();
+    let r = client()
+        .get(gw.url("/v1/chat/completions"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 405);
     let _: Value = r.json().await.unwrap();
 }

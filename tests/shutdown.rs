@@ -15,7 +15,14 @@ async fn sigterm_drains_in_flight_streams_then_exits_zero() {
         )
         .spawn();
     let c = client();
-    assert_eq!(c.get(gw.url("/health/readiness")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        c.get(gw.url("/health/readiness"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     let resp = c
         .post(gw.url("/v1/chat/completions"))
         .json(&json!({"model": "slow", "stream": true,
@@ -30,11 +37,23 @@ async fn sigterm_drains_in_flight_streams_then_exits_zero() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     // No new connections once stopping.
     let fresh = reqwest::Client::new();
-    let r = fresh.get(gw.url("/health/readiness")).timeout(Duration::from_secs(2)).send().await;
-    assert!(r.map(|r| r.status() != 200).unwrap_or(true), "not ready while draining");
+    let r = fresh
+        .get(gw.url("/health/readiness"))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await;
+    assert!(
+        r.map(|r| r.status() != 200).unwrap_or(true),
+        "not ready while draining"
+    );
     let text = body.await.unwrap();
-    assert!(text.trim_end().ends_with("data: [DONE]"), "stream finished: {text}");
-    let status = gw.wait_exit(Duration::from_secs(20)).expect("process exits");
+    assert!(
+        text.trim_end().ends_with("data: [DONE]"),
+        "stream finished: {text}"
+    );
+    let status = gw
+        .wait_exit(Duration::from_secs(20))
+        .expect("process exits");
     assert_eq!(status.code(), Some(0));
     assert!(gw.stderr().contains("shutdown signal received"));
 }

@@ -15,9 +15,7 @@ impl RequestId {
     pub fn from_header(value: Option<&str>) -> Self {
         match value {
             Some(v)
-                if !v.is_empty()
-                    && v.len() <= 128
-                    && v.bytes().all(|b| b.is_ascii_graphic()) =>
+                if !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()) =>
             {
                 RequestId(v.to_string())
             }

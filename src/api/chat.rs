@@ -26,7 +26,12 @@ fn group_label(state: &AppState, model: Option<&str>) -> String {
 }
 
 /// Turns a pipeline result into a response, recording request metrics.
-fn respond(state: &AppState, model: Option<&str>, started: Instant, result: Result<Reply, ApiError>) -> HttpResponse {
+fn respond(
+    state: &AppState,
+    model: Option<&str>,
+    started: Instant,
+    result: Result<Reply, ApiError>,
+) -> HttpResponse {
     let group = group_label(state, model);
     let (response, outcome) = match result {
         Ok(reply) => {

@@ -42,11 +42,11 @@ impl Principal {
 fn presented_key(headers: &HeaderMap) -> Option<&str> {
     if let Some(v) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) {
         let v = v.trim();
-        let key = v
-            .strip_prefix("Bearer ")
-            .or_else(|| v.strip_prefix("bearer "))
-            .unwrap_or(v)
-            .trim();
+        let key = match v.split_once(char::is_whitespace) {
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
+            None if v.eq_ignore_ascii_case("bearer") => "",
+            _ => v,
+        };
         return (!key.is_empty()).then_some(key);
     }
     headers
@@ -95,9 +95,18 @@ mod tests {
 
     #[test]
     fn reads_both_header_forms() {
-        assert_eq!(presented_key(&headers(&[("authorization", "Bearer abc")])), Some("abc"));
-        assert_eq!(presented_key(&headers(&[("x-api-key", "abc")])), Some("abc"));
-        assert_eq!(presented_key(&headers(&[("authorization", "Bearer ")])), None);
+        assert_eq!(
+            presented_key(&headers(&[("authorization", "Bearer abc")])),
+            Some("abc")
+        );
+        assert_eq!(
+            presented_key(&headers(&[("x-api-key", "abc")])),
+            Some("abc")
+        );
+        assert_eq!(
+            presented_key(&headers(&[("authorization", "Bearer ")])),
+            None
+        );
         assert_eq!(presented_key(&headers(&[])), None);
     }
 }

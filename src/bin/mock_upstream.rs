@@ -36,16 +36,24 @@ const STREAM: &str = concat!(
 const EMBEDDING: &str = r#"{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.1,0.2,0.3]}],"model":"bench","usage":{"prompt_tokens":3,"total_tokens":3}}"#;
 
 async fn chat(body: web::Bytes) -> HttpResponse {
-    let stream = serde_json::from_slice::<Probe>(&body).map(|p| p.stream).unwrap_or(false);
+    let stream = serde_json::from_slice::<Probe>(&body)
+        .map(|p| p.stream)
+        .unwrap_or(false);
     if stream {
-        HttpResponse::Ok().content_type("text/event-stream").body(STREAM)
+        HttpResponse::Ok()
+            .content_type("text/event-stream")
+            .body(STREAM)
     } else {
-        HttpResponse::Ok().content_type("application/json").body(COMPLETION)
+        HttpResponse::Ok()
+            .content_type("application/json")
+            .body(COMPLETION)
     }
 }
 
 async fn embeddings() -> HttpResponse {
-    HttpResponse::Ok().content_type("application/json").body(EMBEDDING)
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(EMBEDDING)
 }
 
 fn main() -> std::io::Result<()> {

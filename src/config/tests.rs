@@ -4,7 +4,10 @@ use super::*;
 use std::collections::HashMap;
 
 fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 fn err_text(yaml: &str, v: &HashMap<String, String>) -> String {
@@ -61,7 +64,10 @@ fn litellm_example_loads_with_warnings_for_unknown_keys() {
     assert_eq!(c.log.format, LogFormat::Json);
     assert_eq!(
         c.ignored_keys,
-        vec!["general_settings.database_url", "litellm_settings.drop_params"]
+        vec![
+            "general_settings.database_url",
+            "litellm_settings.drop_params"
+        ]
     );
     // Secrets never leak through Debug.
     assert!(!format!("{c:?}").contains("sk-test"));
@@ -83,15 +89,27 @@ fn wrong_types_and_values_name_their_paths() {
         "model_list:\n  - model_name: a\n    litellm_params: {model: mock/x, rpm: many}\n",
         &vars(&[]),
     );
-    assert!(e.starts_with("model_list[0].litellm_params.rpm: invalid type"), "{e}");
+    assert!(
+        e.starts_with("model_list[0].litellm_params.rpm: invalid type"),
+        "{e}"
+    );
     let e = err_text(
         "model_list:\n  - model_name: a\n    litellm_params: {model: mock/x, timeout: -1}\nsluice: {listen: nowhere}\n",
         &vars(&[]),
     );
-    assert!(e.contains("model_list[0].litellm_params.timeout: must be a positive"), "{e}");
+    assert!(
+        e.contains("model_list[0].litellm_params.timeout: must be a positive"),
+        "{e}"
+    );
     assert!(e.contains("sluice.listen: invalid address"), "{e}");
-    let e = err_text("model_list:\n  - litellm_params: {model: mock/x}\n", &vars(&[]));
-    assert!(e.contains("model_list[0]: missing field `model_name`"), "{e}");
+    let e = err_text(
+        "model_list:\n  - litellm_params: {model: mock/x}\n",
+        &vars(&[]),
+    );
+    assert!(
+        e.contains("model_list[0]: missing field `model_name`"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -108,7 +126,10 @@ fn missing_env_var_is_reported_without_value() {
 fn openai_without_key_is_rejected() {
     let yaml = "model_list:\n  - model_name: a\n    litellm_params: {model: openai/gpt-4o}\n";
     let e = err_text(yaml, &vars(&[]));
-    assert!(e.starts_with("model_list[0].litellm_params.api_key: required"), "{e}");
+    assert!(
+        e.starts_with("model_list[0].litellm_params.api_key: required"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -124,8 +145,11 @@ fn builtin_has_mock_and_adds_openai_with_key() {
     assert!(c.model_groups().contains(&"mock"));
     assert!(!c.model_groups().contains(&"gpt-4o"));
     assert!(c.master_key.is_none());
-    let c = Config::builtin_with(&vars(&[("OPENAI_API_KEY", "sk-x"), ("SLUICE_MASTER_KEY", "m")]))
-        .unwrap();
+    let c = Config::builtin_with(&vars(&[
+        ("OPENAI_API_KEY", "sk-x"),
+        ("SLUICE_MASTER_KEY", "m"),
+    ]))
+    .unwrap();
     assert!(c.model_groups().contains(&"gpt-4o"));
     assert!(c.master_key.is_some());
     assert!(c.ignored_keys.is_empty());

@@ -156,17 +156,15 @@ pub fn parse(text: &str, vars: &dyn Vars) -> Result<Config, ConfigIssues> {
     }
 }
 
-fn seconds(
-    value: Option<f64>,
-    default: f64,
-    path: &str,
-    issues: &mut ConfigIssues,
-) -> Duration {
+fn seconds(value: Option<f64>, default: f64, path: &str, issues: &mut ConfigIssues) -> Duration {
     let secs = value.unwrap_or(default);
     match Duration::try_from_secs_f64(secs) {
         Ok(d) if secs > 0.0 => d,
         _ => {
-            issues.push(path, format!("must be a positive number of seconds, got {secs}"));
+            issues.push(
+                path,
+                format!("must be a positive number of seconds, got {secs}"),
+            );
             Duration::from_secs_f64(default)
         }
     }
@@ -202,24 +200,41 @@ fn validate(
 
     let mut deployments: Vec<Deployment> = Vec::new();
     for (i, m) in raw.model_list.into_iter().enumerate() {
-        if let Some(d) = deployment(i, m, &deployments, default_timeout, connect_default, vars, issues) {
+        if let Some(d) = deployment(
+            i,
+            m,
+            &deployments,
+            default_timeout,
+            connect_default,
+            vars,
+            issues,
+        ) {
             deployments.push(d);
         }
     }
 
     let listen_text = raw.sluice.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
     let listen = listen_text.parse::<SocketAddr>().unwrap_or_else(|e| {
-        issues.push("sluice.listen", format!("invalid address \"{listen_text}\": {e}"));
+        issues.push(
+            "sluice.listen",
+            format!("invalid address \"{listen_text}\": {e}"),
+        );
         SocketAddr::from(([0, 0, 0, 0], 4000))
     });
-    let max_body_bytes = raw.sluice.max_request_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
+    let max_body_bytes = raw
+        .sluice
+        .max_request_body_bytes
+        .unwrap_or(DEFAULT_MAX_BODY_BYTES);
     if max_body_bytes == 0 {
         issues.push("sluice.max_request_body_bytes", "must be greater than 0");
     }
     if raw.sluice.workers == Some(0) {
         issues.push("sluice.workers", "must be greater than 0");
     }
-    let grace = raw.sluice.shutdown_grace_seconds.unwrap_or(DEFAULT_SHUTDOWN_GRACE_SECS);
+    let grace = raw
+        .sluice
+        .shutdown_grace_seconds
+        .unwrap_or(DEFAULT_SHUTDOWN_GRACE_SECS);
     let shutdown_grace = Duration::try_from_secs_f64(grace).unwrap_or_else(|_| {
         issues.push(
             "sluice.shutdown_grace_seconds",
@@ -227,7 +242,10 @@ fn validate(
         );
         Duration::from_secs(30)
     });
-    let format = match (raw.sluice.log_format.as_deref(), raw.litellm_settings.json_logs) {
+    let format = match (
+        raw.sluice.log_format.as_deref(),
+        raw.litellm_settings.json_logs,
+    ) {
         (Some("json"), _) | (None, Some(true)) => LogFormat::Json,
         (Some("text"), _) | (None, _) => LogFormat::Text,
         (Some(other), _) => {
@@ -311,7 +329,10 @@ fn deployment(
         (None, ProviderKind::Compatible(v)) => match v.default_api_base() {
             Some(b) => Some(b.to_string()),
             None => {
-                issues.push(at("litellm_params.api_base"), format!("required for {provider}"));
+                issues.push(
+                    at("litellm_params.api_base"),
+                    format!("required for {provider}"),
+                );
                 None
             }
         },
@@ -328,26 +349,39 @@ fn deployment(
             "required for api.openai.com (set it, or set OPENAI_API_KEY)",
         );
     }
-    let id = m
-        .model_info
-        .id
-        .clone()
-        .unwrap_or_else(|| {
-            let n = earlier.iter().filter(|d| d.model_group == m.model_name).count();
-            format!("{}/{n}", m.model_name)
-        });
+    let id = m.model_info.id.clone().unwrap_or_else(|| {
+        let n = earlier
+            .iter()
+            .filter(|d| d.model_group == m.model_name)
+            .count();
+        format!("{}/{n}", m.model_name)
+    });
     if earlier.iter().any(|d| d.id == id) {
-        issues.push(at("model_info.id"), format!("duplicate deployment id \"{id}\""));
+        issues.push(
+            at("model_info.id"),
+            format!("duplicate deployment id \"{id}\""),
+        );
     }
     for (key, cost) in [
-        ("model_info.input_cost_per_token", m.model_info.input_cost_per_token),
-        ("model_info.output_cost_per_token", m.model_info.output_cost_per_token),
+        (
+            "model_info.input_cost_per_token",
+            m.model_info.input_cost_per_token,
+        ),
+        (
+            "model_info.output_cost_per_token",
+            m.model_info.output_cost_per_token,
+        ),
     ] {
         if cost.is_some_and(|c| !(c >= 0.0 && c.is_finite())) {
             issues.push(at(key), "must be a non-negative number");
         }
     }
-    let timeout = seconds(p.timeout, default_timeout, &at("litellm_params.timeout"), issues);
+    let timeout = seconds(
+        p.timeout,
+        default_timeout,
+        &at("litellm_params.timeout"),
+        issues,
+    );
     let stream_timeout = seconds(
         p.stream_timeout.or(p.timeout),
         default_timeout,

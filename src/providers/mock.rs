@@ -117,7 +117,10 @@ pub fn chat_stream(d: &Deployment, req: &ChatRequest, include_usage: bool) -> Ch
             "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]
         })
     };
-    let mut events = vec![chunk(json!({"role": "assistant", "content": ""}), Value::Null)];
+    let mut events = vec![chunk(
+        json!({"role": "assistant", "content": ""}),
+        Value::Null,
+    )];
     for p in pieces(&text) {
         events.push(chunk(json!({"content": p}), Value::Null));
     }
@@ -154,13 +157,21 @@ fn mock_vector(text: &str, dims: usize) -> Vec<f32> {
         .chunks_exact(2)
         .map(|b| f32::from(u16::from_le_bytes([b[0], b[1]])) / 32768.0 - 1.0)
         .collect();
-    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(f32::EPSILON);
+    let norm = v
+        .iter()
+        .map(|x| x * x)
+        .sum::<f32>()
+        .sqrt()
+        .max(f32::EPSILON);
     v.iter_mut().for_each(|x| *x /= norm);
     v
 }
 
 /// Mock embeddings: deterministic vectors (`dimensions` honoured), OpenAI's response shape.
-pub async fn embeddings(d: &Deployment, req: &EmbeddingsRequest) -> Result<Completion, UpstreamError> {
+pub async fn embeddings(
+    d: &Deployment,
+    req: &EmbeddingsRequest,
+) -> Result<Completion, UpstreamError> {
     if !d.mock.latency.is_zero() {
         tokio::time::sleep(d.mock.latency).await;
     }

@@ -34,23 +34,8 @@ pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<Bytes, UpstreamError>> +
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum UpstreamError {
     /// The upstream answered with an error status.
-    #[error("deployment '{deployment}' returned HTTP {status}: {message}")]
-    Status {
-        /// Deployment label.
-        deployment: String,
-        /// Upstream status.
-        status: u16,
-        /// Upstream error message (secrets redacted).
-        message: String,
-        /// Upstream error `type`.
-        kind: Option<String>,
-        /// Upstream error `param`.
-        param: Option<String>,
-        /// Upstream error `code`.
-        code: Option<String>,
-        /// Upstream `retry-after`.
-        retry_after: Option<String>,
-    },
+    #[error("deployment '{}' returned HTTP {}: {}", .0.deployment, .0.status, .0.message)]
+    Status(Box<StatusError>),
     /// No complete answer within the deployment's timeout.
     #[error("deployment '{deployment}' timed out after {after:?}")]
     Timeout {
@@ -83,6 +68,25 @@ pub enum UpstreamError {
         /// Why.
         detail: String,
     },
+}
+
+/// An upstream error status with what its body said.
+#[derive(Debug, Clone)]
+pub struct StatusError {
+    /// Deployment label.
+    pub deployment: String,
+    /// Upstream status.
+    pub status: u16,
+    /// Upstream error message (secrets redacted).
+    pub message: String,
+    /// Upstream error `type`.
+    pub kind: Option<String>,
+    /// Upstream error `param`.
+    pub param: Option<String>,
+    /// Upstream error `code`.
+    pub code: Option<String>,
+    /// Upstream `retry-after`.
+    pub retry_after: Option<String>,
 }
 
 /// Error kinds as bounded metric label values.
@@ -126,7 +130,7 @@ impl UpstreamError {
     /// The bounded kind, for metrics and retry decisions.
     pub fn kind(&self) -> UpstreamErrorKind {
         match self {
-            Self::Status { status, .. } => match status {
+            Self::Status(s) => match s.status {
                 429 => UpstreamErrorKind::RateLimited,
                 401 | 403 => UpstreamErrorKind::Auth,
                 400..=499 => UpstreamErrorKind::ClientStatus,
@@ -142,7 +146,7 @@ impl UpstreamError {
     /// Upstream `retry-after`, passed on with 429s.
     pub fn retry_after(&self) -> Option<&str> {
         match self {
-            Self::Status { retry_after, .. } => retry_after.as_deref(),
+            Self::Status(s) => s.retry_after.as_deref(),
             _ => None,
         }
     }
@@ -153,17 +157,17 @@ impl UpstreamError {
             Some(c.clone().unwrap_or_else(|| fallback.to_string()))
         };
         match (self.kind(), self) {
-            (UpstreamErrorKind::ClientStatus, Self::Status { status, param, code, .. }) => (
-                StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_REQUEST),
+            (UpstreamErrorKind::ClientStatus, Self::Status(s)) => (
+                StatusCode::from_u16(s.status).unwrap_or(StatusCode::BAD_REQUEST),
                 "invalid_request_error",
-                param.clone(),
-                code.clone(),
+                s.param.clone(),
+                s.code.clone(),
             ),
-            (UpstreamErrorKind::RateLimited, Self::Status { code, .. }) => (
+            (UpstreamErrorKind::RateLimited, Self::Status(s)) => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limit_error",
                 None,
-                upstream_code(code, "rate_limit_exceeded"),
+                upstream_code(&s.code, "rate_limit_exceeded"),
             ),
             (UpstreamErrorKind::Auth, _) => (
                 StatusCode::BAD_GATEWAY,
@@ -228,8 +232,10 @@ impl HttpClients {
         };
         let mut by_connect_timeout = HashMap::new();
         for d in deployments {
-            if !by_connect_timeout.contains_key(&d.connect_timeout) {
-                by_connect_timeout.insert(d.connect_timeout, build(d.connect_timeout)?);
+            if let std::collections::hash_map::Entry::Vacant(slot) =
+                by_connect_timeout.entry(d.connect_timeout)
+            {
+                slot.insert(build(d.connect_timeout)?);
             }
         }
         Ok(Self {

@@ -1,7 +1,7 @@
 //! OpenAI and OpenAI-compatible servers: the request is already in their format, so bodies
 //! pass through and only the model name and authentication change.
 
-use super::{label, ChunkStream, Completion, UpstreamError};
+use super::{label, ChunkStream, Completion, StatusError, UpstreamError};
 use crate::config::Deployment;
 use crate::wire::{ChatRequest, EmbeddingsRequest, StreamOptions, UsageOnly};
 use futures_util::StreamExt;
@@ -39,7 +39,11 @@ fn request(
 }
 
 /// Maps a transport error to the deployment's error, without the URL.
-pub(super) fn transport_error(d: &Deployment, e: reqwest::Error, timeout: Duration) -> UpstreamError {
+pub(super) fn transport_error(
+    d: &Deployment,
+    e: reqwest::Error,
+    timeout: Duration,
+) -> UpstreamError {
     if e.is_timeout() {
         UpstreamError::Timeout {
             deployment: label(d),
@@ -113,7 +117,7 @@ pub(super) async fn status_error(d: &Deployment, resp: reqwest::Response) -> Ups
             (text, None, None, None)
         }
     };
-    UpstreamError::Status {
+    UpstreamError::Status(Box::new(StatusError {
         deployment: label(d),
         status,
         message: redact(message),
@@ -121,7 +125,7 @@ pub(super) async fn status_error(d: &Deployment, resp: reqwest::Response) -> Ups
         param,
         code,
         retry_after,
-    }
+    }))
 }
 
 async fn read_capped(mut resp: reqwest::Response, cap: usize) -> Vec<u8> {
@@ -211,10 +215,9 @@ pub async fn chat_stream(
         return Err(status_error(d, resp).await);
     }
     let d = d.clone();
-    Ok(Box::pin(
-        resp.bytes_stream()
-            .map(move |r| r.map_err(|e| transport_error(&d, e, timeout))),
-    ))
+    Ok(Box::pin(resp.bytes_stream().map(move |r| {
+        r.map_err(|e| transport_error(&d, e, timeout))
+    })))
 }
 
 /// Embeddings.

@@ -66,7 +66,9 @@ impl ChatAccumulator {
             if let Some(reason) = c.get("finish_reason").and_then(Value::as_str) {
                 acc.finish_reason = Some(reason.to_string());
             }
-            let Some(delta) = c.get("delta") else { continue };
+            let Some(delta) = c.get("delta") else {
+                continue;
+            };
             if let Some(role) = delta.get("role").and_then(Value::as_str) {
                 acc.role = Some(role.to_string());
             }
@@ -100,9 +102,9 @@ impl ChatAccumulator {
 
     /// Whether any content or tool call has arrived.
     pub fn has_output(&self) -> bool {
-        self.choices.iter().any(|c| {
-            c.content.as_ref().is_some_and(|s| !s.is_empty()) || !c.tool_calls.is_empty()
-        })
+        self.choices
+            .iter()
+            .any(|c| c.content.as_ref().is_some_and(|s| !s.is_empty()) || !c.tool_calls.is_empty())
     }
 
     /// Whether every choice has a finish reason (and there is at least one).
@@ -127,8 +129,14 @@ impl ChatAccumulator {
                     "role".into(),
                     Value::String(c.role.unwrap_or_else(|| "assistant".into())),
                 );
-                message.insert("content".into(), c.content.map_or(Value::Null, Value::String));
-                message.insert("refusal".into(), c.refusal.map_or(Value::Null, Value::String));
+                message.insert(
+                    "content".into(),
+                    c.content.map_or(Value::Null, Value::String),
+                );
+                message.insert(
+                    "refusal".into(),
+                    c.refusal.map_or(Value::Null, Value::String),
+                );
                 if !c.tool_calls.is_empty() {
                     let mut calls = c.tool_calls;
                     calls.sort_by_key(|t| t.index);

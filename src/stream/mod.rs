@@ -142,7 +142,7 @@ impl Stream for Tee {
                     }
                 }
                 Poll::Ready(Some(Err(e))) => {
-                    let frame = sse_data(&crate::error::ApiError::Upstream(e.clone()).body());
+                    let frame = sse_data(&crate::error::ApiError::from(e.clone()).body());
                     this.error = Some(e);
                     this.ended = true;
                     this.finish(false);

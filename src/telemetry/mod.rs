@@ -51,11 +51,21 @@ pub fn metrics_handle() -> PrometheusHandle {
 
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
-    describe_counter!(REQUESTS_TOTAL, "Requests by model group, HTTP status and cache outcome");
+    describe_counter!(
+        REQUESTS_TOTAL,
+        "Requests by model group, HTTP status and cache outcome"
+    );
     describe_histogram!(REQUEST_DURATION, Unit::Seconds, "Whole-request latency");
     describe_histogram!(UPSTREAM_DURATION, Unit::Seconds, "Upstream call latency");
-    describe_histogram!(UPSTREAM_TTFT, Unit::Seconds, "Upstream time to first streamed token");
-    describe_counter!(UPSTREAM_ERRORS_TOTAL, "Upstream failures by deployment and kind");
+    describe_histogram!(
+        UPSTREAM_TTFT,
+        Unit::Seconds,
+        "Upstream time to first streamed token"
+    );
+    describe_counter!(
+        UPSTREAM_ERRORS_TOTAL,
+        "Upstream failures by deployment and kind"
+    );
     describe_counter!(TOKENS_TOTAL, "Tokens by model group and direction");
     describe_gauge!(REQUESTS_IN_FLIGHT, "Requests being served");
 }

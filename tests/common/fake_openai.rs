@@ -93,7 +93,13 @@ fn record(req: &HttpRequest, shared: &Shared, body: &Value) {
     });
 }
 
-fn error(status: u16, message: &str, kind: &str, param: Option<&str>, code: Option<&str>) -> HttpResponse {
+fn error(
+    status: u16,
+    message: &str,
+    kind: &str,
+    param: Option<&str>,
+    code: Option<&str>,
+) -> HttpResponse {
     HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap()).json(json!({
         "error": {"message": message, "type": kind, "param": param, "code": code}
     }))
@@ -138,7 +144,11 @@ fn chunk(model: &str, delta: Value, finish: Value) -> String {
 
 /// The SSE frames of a streamed answer, split into words.
 pub fn stream_frames(model: &str, text: &str, include_usage: bool) -> Vec<String> {
-    let mut frames = vec![chunk(model, json!({"role": "assistant", "content": ""}), Value::Null)];
+    let mut frames = vec![chunk(
+        model,
+        json!({"role": "assistant", "content": ""}),
+        Value::Null,
+    )];
     for w in text.split_inclusive(' ') {
         frames.push(chunk(model, json!({"content": w}), Value::Null));
     }
@@ -202,7 +212,9 @@ async fn chat(req: HttpRequest, shared: web::Data<Shared>, body: web::Bytes) -> 
     record(&req, &shared, &body);
     let model = body["model"].as_str().unwrap_or("").to_string();
     let stream = body["stream"].as_bool().unwrap_or(false);
-    let include_usage = body["stream_options"]["include_usage"].as_bool().unwrap_or(false);
+    let include_usage = body["stream_options"]["include_usage"]
+        .as_bool()
+        .unwrap_or(false);
     let text = format!("You said: {}", last_user(&body));
     match model.as_str() {
         "fake-400" => error(400, "Invalid value for 'temperature': must be <= 2.", "invalid_request_error", Some("temperature"), Some("invalid_value")),

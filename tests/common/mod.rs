@@ -41,7 +41,10 @@ impl GatewayBuilder {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
         cmd.arg("serve").arg("--listen").arg("127.0.0.1:0");
         if let Some(yaml) = &self.config {
-            let yaml = yaml.replace("{data_dir}", &dir.path().join("state").display().to_string());
+            let yaml = yaml.replace(
+                "{data_dir}",
+                &dir.path().join("state").display().to_string(),
+            );
             let path = dir.path().join("config.yaml");
             std::fs::write(&path, yaml).unwrap();
             cmd.arg("--config").arg(path);
