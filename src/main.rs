@@ -31,6 +31,24 @@ enum Command {
         #[arg(long)]
         listen: Option<SocketAddr>,
     },
+    /// Measure the semantic cache's precision and recall on labelled pairs and recommend a threshold.
+    Calibrate {
+        /// JSONL pairs: {id, category, a, b, same_answer}.
+        #[arg(long)]
+        pairs: PathBuf,
+        /// JSONL conversation pairs (a, b are OpenAI message lists).
+        #[arg(long)]
+        conversations: Option<PathBuf>,
+        /// Precision the recommended threshold must reach.
+        #[arg(long, default_value_t = 0.95)]
+        target_precision: f64,
+        /// Folder with the model files (default: ./models, else the build's).
+        #[arg(long)]
+        models_dir: Option<PathBuf>,
+        /// List every wrong hit and missed pair at the recommended threshold.
+        #[arg(long)]
+        verbose: bool,
+    },
     /// Validate a config file and exit (0 valid, 2 invalid).
     CheckConfig {
         /// The file to check.
@@ -55,6 +73,30 @@ fn report_config_error(e: &ConfigError) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Calibrate {
+            pairs,
+            conversations,
+            target_precision,
+            models_dir,
+            verbose,
+        } => {
+            let embed = match models_dir {
+                Some(d) => sluice::embed::EmbedConfig::from_models_root(&d),
+                None => sluice::embed::EmbedConfig::default(),
+            };
+            let mut args = sluice::cache::calibrate::CalibrateArgs::new(pairs);
+            args.conversations = conversations;
+            args.target_precision = target_precision;
+            args.embed = embed;
+            args.verbose = verbose;
+            match sluice::cache::calibrate::run(args, &mut std::io::stdout()) {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::CheckConfig { file } => match Config::load(&file) {
             Ok(c) => {
                 for k in &c.ignored_keys {
@@ -112,7 +154,21 @@ fn serve(config: Config) -> anyhow::Result<()> {
             handle,
             running.state.clone(),
         ));
+        let upkeep = running
+            .state
+            .cache
+            .clone()
+            .map(sluice::server::spawn_cache_upkeep);
         running.server.await?;
+        if let Some(u) = upkeep {
+            u.stop();
+        }
+        if let Some(cache) = &running.state.cache {
+            match cache.snapshot() {
+                Ok(()) => tracing::info!("index snapshot written"),
+                Err(e) => tracing::warn!(error = %e, "index snapshot at shutdown failed"),
+            }
+        }
         tracing::info!("stopped");
         Ok(())
     })

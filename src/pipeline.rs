@@ -1,10 +1,14 @@
-//! The request pipeline for chat completions: lookup -> route -> call -> tee -> account.
+//! The request pipeline for chat completions: lookup -> coalesce -> route -> call -> tee ->
+//! write back -> account.
 //!
 //! This is the one function to read to know what happens to a request after auth. It wires the
 //! stages together and owns none of their logic.
 
 use crate::auth::Principal;
-use crate::cache::CacheOutcome;
+use crate::cache::{
+    self, replay, CacheControl, CacheEngine, CacheKeys, CacheOutcome, Flight, FlightGuard,
+    FlightState, Hit,
+};
 use crate::config::Deployment;
 use crate::error::ApiError;
 use crate::providers::{self, UpstreamError};
@@ -13,8 +17,12 @@ use crate::stream::{StreamOutcome, Tee};
 use crate::telemetry as t;
 use crate::wire::{ChatRequest, EmbeddingsRequest, Usage};
 use bytes::Bytes;
+use futures_util::Stream;
+use serde_json::Value;
+use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// What the handler sends back.
 pub struct Reply {
@@ -22,16 +30,32 @@ pub struct Reply {
     pub deployment: Option<Arc<Deployment>>,
     /// Cache outcome for the header and metrics.
     pub outcome: CacheOutcome,
+    /// Details of a cache hit, for the response headers.
+    pub hit: Option<HitInfo>,
     /// The body.
     pub body: ReplyBody,
 }
+
+/// What the `x-sluice-cache-*` headers report about a hit.
+#[derive(Debug, Clone)]
+pub struct HitInfo {
+    /// Entry id (absent for coalesced answers).
+    pub entry_id: Option<u64>,
+    /// Cosine similarity (semantic hits).
+    pub similarity: Option<f32>,
+    /// Age of the cached answer.
+    pub age: Duration,
+}
+
+/// An SSE body.
+pub type SseBody = Pin<Box<dyn Stream<Item = Result<Bytes, Infallible>>>>;
 
 /// A JSON body or an SSE stream.
 pub enum ReplyBody {
     /// Complete JSON.
     Json(Bytes),
-    /// OpenAI SSE, forwarded as it arrives.
-    Stream(Box<Tee>),
+    /// OpenAI SSE, forwarded as it arrives (or replayed from the cache).
+    Stream(SseBody),
 }
 
 /// Resolves the model group and a deployment for it.
@@ -64,13 +88,143 @@ fn record_upstream_latency(d: &Deployment, started: Instant) {
         .record(started.elapsed().as_secs_f64());
 }
 
+fn record_lookup(outcome: CacheOutcome) {
+    metrics::counter!(t::CACHE_LOOKUPS_TOTAL, "outcome" => outcome.as_str()).increment(1);
+}
+
+/// The cache's part of one request.
+struct CacheCtx {
+    engine: Arc<CacheEngine>,
+    namespace: String,
+    keys: CacheKeys,
+    embedding: Option<Vec<f32>>,
+    control: CacheControl,
+}
+
+impl CacheCtx {
+    /// Stores an answer in the background (streams finish after the response has started).
+    fn store_later(self, group: String, completion: Value, usage: Usage) {
+        tokio::spawn(async move {
+            let r = self
+                .engine
+                .store_answer(
+                    &self.namespace,
+                    &group,
+                    self.keys,
+                    self.embedding,
+                    &completion,
+                    usage,
+                    self.control.ttl,
+                )
+                .await;
+            if let Err(e) = r {
+                tracing::warn!(error = %e, "cache write-back failed");
+            }
+        });
+    }
+}
+
+/// A hit made into a reply: fresh id, JSON or replayed SSE.
+fn hit_reply(hit: Hit, req: &ChatRequest) -> Reply {
+    let fresh = replay::fresh_completion(
+        &hit.completion,
+        hit.usage.prompt_tokens,
+        hit.usage.completion_tokens,
+    );
+    let body = if req.is_stream() {
+        let frames = replay::sse_frames(&fresh, req.wants_stream_usage());
+        ReplyBody::Stream(Box::pin(futures_util::stream::iter(
+            frames.into_iter().map(Ok),
+        )))
+    } else {
+        ReplyBody::Json(Bytes::from(fresh.to_string()))
+    };
+    record_lookup(hit.kind);
+    Reply {
+        deployment: None,
+        outcome: hit.kind,
+        hit: Some(HitInfo {
+            entry_id: (hit.entry_id != 0).then_some(hit.entry_id),
+            similarity: hit.similarity,
+            age: hit.age,
+        }),
+        body,
+    }
+}
+
 /// Serves one chat completion.
 pub async fn chat(
     state: &AppState,
-    _principal: &Principal,
+    principal: &Principal,
     req: ChatRequest,
+    control: CacheControl,
 ) -> Result<Reply, ApiError> {
     let d = route(state, &req.model)?;
+    let group = d.model_group.clone();
+
+    // 1. Cache lookup (exact, then semantic + verification).
+    let mut ctx = None;
+    let mut outcome = CacheOutcome::Bypass;
+    if let Some(engine) = state.cache.as_ref().filter(|c| c.settings().enabled) {
+        let namespace = principal.namespace().to_string();
+        let keys = cache::keys(&namespace, &group, &req);
+        let mut embedding = None;
+        if !control.no_cache {
+            let threshold = control
+                .threshold
+                .unwrap_or_else(|| engine.settings().threshold(&namespace, &group));
+            match engine.lookup(&group, &keys, threshold).await {
+                Ok(found) => {
+                    if let Some(hit) = found.hit {
+                        return Ok(hit_reply(hit, &req));
+                    }
+                    embedding = found.embedding;
+                    outcome = CacheOutcome::Miss;
+                }
+                Err(e) => tracing::warn!(error = %e, "cache lookup failed; going upstream"),
+            }
+        }
+        record_lookup(outcome);
+        ctx = Some(CacheCtx {
+            engine: Arc::clone(engine),
+            namespace,
+            keys,
+            embedding,
+            control,
+        });
+    }
+
+    // 2. Identical misses in flight: one upstream call, the others wait for its answer.
+    let mut leader: Option<FlightGuard> = None;
+    if let Some(c) = ctx.as_ref().filter(|c| !c.control.no_store) {
+        match c.engine.join_flight(c.keys.exact) {
+            Flight::Leader(g) => leader = Some(g),
+            Flight::Follower(mut rx) => {
+                let waited = tokio::time::timeout(
+                    d.timeout,
+                    rx.wait_for(|s| !matches!(s, FlightState::Pending)),
+                )
+                .await;
+                if let Ok(Ok(s)) = waited {
+                    if let FlightState::Done(completion, usage) = &*s {
+                        let hit = Hit {
+                            kind: CacheOutcome::HitCoalesced,
+                            entry_id: 0,
+                            similarity: None,
+                            age: Duration::ZERO,
+                            completion: Arc::clone(completion),
+                            usage: *usage,
+                        };
+                        c.engine.count_hit(&hit, &group);
+                        return Ok(hit_reply(hit, &req));
+                    }
+                }
+                // The leader failed: this request goes upstream on its own.
+            }
+        }
+    }
+
+    // 3. Upstream.
     let started = Instant::now();
     if !req.is_stream() {
         let c = providers::chat(&state.http, &d, &req).await.map_err(|e| {
@@ -78,10 +232,36 @@ pub async fn chat(
             ApiError::from(e)
         })?;
         record_upstream_latency(&d, started);
-        record_tokens(&d.model_group, &c.usage);
+        record_tokens(&group, &c.usage);
+        // 4. Write back before answering, so an acknowledged answer is a stored one.
+        if let Some(cc) = ctx.filter(|c| !c.control.no_store) {
+            if let Ok(completion) = serde_json::from_slice::<Value>(&c.body) {
+                if let Some(g) = leader.take() {
+                    if cache::cacheable(&completion) {
+                        g.complete(Arc::new(completion.clone()), c.usage);
+                    }
+                }
+                let r = cc
+                    .engine
+                    .store_answer(
+                        &cc.namespace,
+                        &group,
+                        cc.keys,
+                        cc.embedding,
+                        &completion,
+                        c.usage,
+                        cc.control.ttl,
+                    )
+                    .await;
+                if let Err(e) = r {
+                    tracing::warn!(error = %e, "cache write-back failed");
+                }
+            }
+        }
         return Ok(Reply {
             deployment: Some(d),
-            outcome: CacheOutcome::Bypass,
+            outcome,
+            hit: None,
             body: ReplyBody::Json(c.body),
         });
     }
@@ -102,20 +282,30 @@ pub async fn chat(
             metrics::histogram!(t::UPSTREAM_TTFT, "deployment" => dep.id.clone())
                 .record(first.duration_since(started).as_secs_f64());
         }
-        if let Some(u) = &o.usage {
-            record_tokens(&dep.model_group, u);
-        }
+        let usage = o.usage.unwrap_or_default();
+        record_tokens(&dep.model_group, &usage);
         if let Some(e) = &o.error {
             record_upstream_error(&dep, e);
         }
         if o.cancelled {
             tracing::info!(deployment = %dep.id, "client disconnected; upstream stream cancelled");
         }
+        // Only a stream that completed cleanly is written back; partial answers never are.
+        if o.clean && cache::cacheable(&o.completion) {
+            let completion = o.completion;
+            if let Some(g) = leader {
+                g.complete(Arc::new(completion.clone()), usage);
+            }
+            if let Some(cc) = ctx.filter(|c| !c.control.no_store) {
+                cc.store_later(dep.model_group.clone(), completion, usage);
+            }
+        }
     });
     Ok(Reply {
         deployment: Some(d),
-        outcome: CacheOutcome::Bypass,
-        body: ReplyBody::Stream(Box::new(Tee::new(upstream, force_usage, on_finish))),
+        outcome,
+        hit: None,
+        body: ReplyBody::Stream(Box::pin(Tee::new(upstream, force_usage, on_finish))),
     })
 }
 
@@ -134,6 +324,7 @@ pub async fn embeddings(state: &AppState, req: EmbeddingsRequest) -> Result<Repl
     Ok(Reply {
         deployment: Some(d),
         outcome: CacheOutcome::Bypass,
+        hit: None,
         body: ReplyBody::Json(c.body),
     })
 }

@@ -11,7 +11,7 @@ use actix_web::dev::Service;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{web, App, HttpMessage, HttpServer};
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -121,4 +121,46 @@ async fn wait_for_signal() {
 #[cfg(not(unix))]
 async fn wait_for_signal() {
     let _ = tokio::signal::ctrl_c().await;
+}
+
+/// The background thread that expires entries, rebuilds the index and writes snapshots.
+pub struct Upkeep {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// How often cache upkeep runs.
+const UPKEEP_EVERY: Duration = Duration::from_secs(30);
+
+/// Starts cache upkeep on its own thread (it blocks on RocksDB and index work).
+pub fn spawn_cache_upkeep(cache: std::sync::Arc<crate::cache::CacheEngine>) -> Upkeep {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let thread = std::thread::Builder::new()
+        .name("cache-upkeep".into())
+        .spawn(move || {
+            let tick = Duration::from_millis(200);
+            let mut waited = Duration::ZERO;
+            while !flag.load(Ordering::Acquire) {
+                std::thread::sleep(tick);
+                waited += tick;
+                if waited >= UPKEEP_EVERY {
+                    waited = Duration::ZERO;
+                    cache.maintain();
+                }
+            }
+        })
+        .ok();
+    Upkeep { stop, thread }
+}
+
+impl Upkeep {
+    /// Stops the thread and waits for it.
+    pub fn stop(mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }

@@ -1,10 +1,14 @@
 //! Shared application state: built once at start-up, read by every request.
 
+use crate::cache::{CacheEngine, CacheOptions};
 use crate::config::Config;
+use crate::embed::EmbedConfig;
 use crate::providers::HttpClients;
 use crate::router::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Everything a request needs, shared by all workers.
@@ -17,17 +21,27 @@ pub struct AppState {
     pub http: HttpClients,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
+    /// The semantic cache, when enabled in config.
+    pub cache: Option<Arc<CacheEngine>>,
     /// Start time, for uptime.
     pub started: Instant,
     ready: AtomicBool,
 }
 
 impl AppState {
-    /// Builds the state; readiness starts false until [`AppState::set_ready`].
-    pub fn new(config: Config) -> Result<Self, reqwest::Error> {
+    /// Builds the state, opening storage and loading the model when the cache is enabled
+    /// (blocking). Readiness starts false until [`AppState::set_ready`].
+    pub fn new(config: Config) -> anyhow::Result<Self> {
         let router = Router::new(&config);
         let http = HttpClients::new(&config.deployments)?;
+        let cache = if config.cache.enabled {
+            Some(CacheEngine::open(cache_options(&config))?)
+        } else {
+            tracing::info!("semantic cache disabled in config");
+            None
+        };
         Ok(Self {
+            cache,
             config,
             router,
             http,
@@ -45,5 +59,32 @@ impl AppState {
     /// Flips readiness.
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Release);
+    }
+}
+
+/// Cache options derived from the config.
+pub fn cache_options(config: &Config) -> CacheOptions {
+    let embed = match &config.cache.models_dir {
+        Some(dir) => EmbedConfig::from_models_root(dir),
+        None => EmbedConfig::default(),
+    };
+    let mut prices = HashMap::new();
+    for d in &config.deployments {
+        if let (Some(i), Some(o)) = (d.input_cost_per_token, d.output_cost_per_token) {
+            prices.entry(d.model_group.clone()).or_insert((i, o));
+        }
+    }
+    CacheOptions {
+        data_dir: config.data_dir.clone(),
+        embed,
+        defaults: config.cache.settings.clone(),
+        verify: Default::default(),
+        groups: config
+            .model_groups()
+            .iter()
+            .map(|g| g.to_string())
+            .collect(),
+        prices,
+        sync_writes: config.cache.sync_writes,
     }
 }

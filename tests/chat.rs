@@ -297,7 +297,7 @@ async fn metrics_report_requests_tokens_and_latency() {
         .await
         .unwrap();
     for needle in [
-        "sluice_requests_total{model_group=\"gpt-x\",status=\"200\",outcome=\"bypass\"} 1",
+        "sluice_requests_total{model_group=\"gpt-x\",status=\"200\",outcome=\"miss\"} 1",
         "sluice_requests_total{model_group=\"fake-500\",status=\"502\",outcome=\"error\"} 1",
         "sluice_tokens_total{model_group=\"gpt-x\",direction=\"in\"} 11",
         "sluice_tokens_total{model_group=\"gpt-x\",direction=\"out\"} 5",

@@ -2,6 +2,7 @@
 
 use super::read_body;
 use crate::auth::authenticate;
+use crate::cache;
 use crate::error::ApiError;
 use crate::pipeline::{self, Reply, ReplyBody};
 use crate::state::AppState;
@@ -16,6 +17,12 @@ use std::time::Instant;
 pub const ROUTE_HEADER: &str = "x-sluice-route";
 /// Header with the cache outcome.
 pub const CACHE_HEADER: &str = "x-sluice-cache";
+/// Header with the id of the entry that answered.
+pub const ENTRY_HEADER: &str = "x-sluice-cache-entry";
+/// Header with the similarity of a semantic hit.
+pub const SIMILARITY_HEADER: &str = "x-sluice-cache-similarity";
+/// Header with the age of a cached answer in seconds.
+pub const AGE_HEADER: &str = "x-sluice-cache-age";
 
 /// The model group as a bounded metric label.
 fn group_label(state: &AppState, model: Option<&str>) -> String {
@@ -37,6 +44,16 @@ fn respond(
         Ok(reply) => {
             let mut b = HttpResponse::Ok();
             b.insert_header((CACHE_HEADER, reply.outcome.as_str()));
+            if let Some(hit) = &reply.hit {
+                if let Some(id) = hit.entry_id {
+                    b.insert_header((ENTRY_HEADER, id.to_string()));
+                }
+                if let Some(sim) = hit.similarity {
+                    b.insert_header((SIMILARITY_HEADER, format!("{sim:.4}")));
+                }
+                b.insert_header((AGE_HEADER, hit.age.as_secs().to_string()));
+                b.insert_header((ROUTE_HEADER, "cache"));
+            }
             if let Some(d) = &reply.deployment {
                 if let Ok(v) = HeaderValue::from_str(&d.id) {
                     b.insert_header((ROUTE_HEADER, v));
@@ -98,7 +115,9 @@ pub async fn chat_completions(
         let chat: ChatRequest = parse_json(&body)?;
         model = Some(chat.model.clone());
         chat.validate()?;
-        pipeline::chat(&state, &principal, chat).await
+        let control = cache::control::parse(req.headers(), chat.cache.as_ref())
+            .map_err(|e| ApiError::invalid(&e.param, e.message))?;
+        pipeline::chat(&state, &principal, chat, control).await
     }
     .await;
     respond(&state, model.as_deref(), started, result)

@@ -3,6 +3,7 @@
 //! Owns routes, request bodies and response headers. Business logic lives in `pipeline`;
 //! the error-to-HTTP mapping lives in `error`.
 
+mod admin;
 mod body;
 mod chat;
 mod health;
@@ -38,6 +39,19 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .default_service(web::to(method_not_allowed)),
         );
     }
+    cfg.service(
+        web::resource("/admin/cache/config")
+            .route(web::get().to(admin::get_config))
+            .route(web::put().to(admin::put_config))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .route("/admin/cache/stats", web::get().to(admin::stats))
+    .route("/admin/cache/lookup", web::post().to(admin::lookup))
+    .route("/admin/cache/flush", web::post().to(admin::flush))
+    .route(
+        "/admin/cache/entries/{id}",
+        web::delete().to(admin::delete_entry),
+    );
     cfg.route("/health", web::get().to(health::health))
         .route("/health/liveliness", web::get().to(health::liveness))
         .route("/health/liveness", web::get().to(health::liveness))

@@ -3,7 +3,22 @@
 //! Owns cache decisions and the entry format. It reaches storage only through `store` and the
 //! vector index only through `index`; it knows nothing of HTTP or providers.
 
+pub mod calibrate;
+pub mod control;
+mod engine;
+pub mod entry;
+pub mod key;
+pub mod replay;
+pub mod settings;
 pub mod verify;
+
+pub use control::CacheControl;
+pub use engine::{
+    cacheable, CacheEngine, CacheError, CacheOptions, Candidate, Flight, FlightGuard, FlightState,
+    Hit, Lookup,
+};
+pub use key::{keys, CacheKeys};
+pub use settings::CacheSettings;
 
 /// How a request was served with respect to the cache (the `x-sluice-cache` header).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

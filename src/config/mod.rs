@@ -40,6 +40,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Logging settings.
     pub log: LogSettings,
+    /// Semantic cache.
+    pub cache: CacheConfig,
     /// Keys the file used that Sluice does not know; reported as warnings at start-up.
     pub ignored_keys: Vec<String>,
 }
@@ -103,6 +105,19 @@ pub struct ServerSettings {
     pub max_body_bytes: usize,
     /// How long in-flight requests may run after SIGTERM.
     pub shutdown_grace: Duration,
+}
+
+/// Semantic cache configuration.
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    /// `false` does not load the model or storage at all.
+    pub enabled: bool,
+    /// Initial live settings (persisted admin changes win over these).
+    pub settings: crate::cache::CacheSettings,
+    /// Where the model files are.
+    pub models_dir: Option<PathBuf>,
+    /// fsync every write.
+    pub sync_writes: bool,
 }
 
 /// Log output format.

@@ -90,4 +90,22 @@ pub struct RawSluice {
     pub connect_timeout_seconds: Option<f64>,
     pub log_format: Option<String>,
     pub log_level: Option<String>,
+    #[serde(default)]
+    pub cache: RawCache,
+}
+
+/// `sluice.cache`: defaults for the semantic cache (the admin API can change them live).
+#[derive(Debug, Default, Deserialize)]
+pub struct RawCache {
+    pub enabled: Option<bool>,
+    pub similarity_threshold: Option<f32>,
+    #[serde(default)]
+    pub group_thresholds: std::collections::BTreeMap<String, f32>,
+    pub ttl_seconds: Option<u64>,
+    pub max_entries: Option<u64>,
+    pub max_bytes: Option<u64>,
+    /// Folder with the embedding model and ONNX Runtime (default: ./models, else the build's).
+    pub models_dir: Option<String>,
+    /// fsync every write (survives power loss, not only a crash of the process).
+    pub sync_writes: Option<bool>,
 }

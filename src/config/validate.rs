@@ -265,7 +265,9 @@ fn validate(
         None => None,
     };
 
+    let cache = cache_config(raw.sluice.cache, &deployments, issues);
     Config {
+        cache,
         deployments,
         master_key,
         server: ServerSettings {
@@ -284,6 +286,42 @@ fn validate(
             level: raw.sluice.log_level.unwrap_or_else(|| "info".to_string()),
         },
         ignored_keys,
+    }
+}
+
+fn cache_config(
+    raw: super::raw::RawCache,
+    deployments: &[Deployment],
+    issues: &mut ConfigIssues,
+) -> super::CacheConfig {
+    let defaults = crate::cache::CacheSettings::default();
+    let settings = crate::cache::CacheSettings {
+        enabled: raw.enabled.unwrap_or(true),
+        default_threshold: raw
+            .similarity_threshold
+            .unwrap_or(defaults.default_threshold),
+        group_thresholds: raw.group_thresholds,
+        namespace_thresholds: Default::default(),
+        default_ttl_seconds: raw.ttl_seconds,
+        max_entries: raw.max_entries,
+        max_bytes: raw.max_bytes,
+    };
+    let mut groups: Vec<String> = deployments.iter().map(|d| d.model_group.clone()).collect();
+    groups.sort();
+    groups.dedup();
+    if let Err(e) = settings.validate(&groups) {
+        let field = match e.field.as_str() {
+            "default_threshold" => "similarity_threshold".to_string(),
+            "default_ttl_seconds" => "ttl_seconds".to_string(),
+            other => other.to_string(),
+        };
+        issues.push(format!("sluice.cache.{field}"), e.message);
+    }
+    super::CacheConfig {
+        enabled: settings.enabled,
+        settings,
+        models_dir: raw.models_dir.map(Into::into),
+        sync_writes: raw.sync_writes.unwrap_or(false),
     }
 }
 

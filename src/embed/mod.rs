@@ -1,1 +1,477 @@
-//! Local embeddings (owned by the embed work).
+//! Local sentence embeddings: all-MiniLM-L6-v2 (int8 ONNX) through fastembed, on its own pool.
+//!
+//! The model and the ONNX Runtime library come from `scripts/fetch-models.sh` (PyPI wheels,
+//! checked by sha256); nothing here touches the network. Inference never runs on an async
+//! worker: [`Embedder::embed`] hands the text to `spawn_blocking`, gated by a semaphore with one
+//! permit per ONNX session, and each session runs single-threaded so `threads` sessions use
+//! `threads` cores at most.
+//!
+//! Layout of `model_dir` (see models/README.md):
+//! `model.onnx`, `tokenizer.json`, `config.json`, `special_tokens_map.json`, `tokenizer_config.json`.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use fastembed::{
+    InitOptionsUserDefined, Pooling, TextEmbedding, TokenizerFiles, UserDefinedEmbeddingModel,
+};
+use parking_lot::Mutex;
+use tokio::sync::Semaphore;
+
+/// Width of an all-MiniLM-L6-v2 vector.
+pub const DIMENSION: usize = 384;
+
+/// Word pieces kept per text; all-MiniLM-L6-v2 was trained on 256 and truncates there.
+const MAX_TOKENS: usize = 256;
+
+/// Folder of the model under the models root, as laid out by scripts/fetch-models.sh.
+pub const MODEL_SUBDIR: &str = "all-minilm-l6-v2";
+/// ONNX Runtime library under the models root, as laid out by scripts/fetch-models.sh.
+pub const ORT_LIBRARY: &str = "onnxruntime/libonnxruntime.so.1.32.0";
+
+const MODEL_FILE: &str = "model.onnx";
+const TOKENIZER_FILES: [&str; 4] = [
+    "tokenizer.json",
+    "config.json",
+    "special_tokens_map.json",
+    "tokenizer_config.json",
+];
+
+/// Where the model lives and how much CPU it may use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmbedConfig {
+    /// Folder holding model.onnx and the four tokenizer files.
+    pub model_dir: PathBuf,
+    /// Path of libonnxruntime.so (loaded at run time, never linked).
+    pub ort_library: PathBuf,
+    /// ONNX sessions, each single-threaded: the most inferences running at once.
+    pub threads: usize,
+}
+
+impl EmbedConfig {
+    /// The layout scripts/fetch-models.sh writes under `root` (normally `models/`).
+    pub fn from_models_root(root: &Path) -> Self {
+        Self {
+            model_dir: root.join(MODEL_SUBDIR),
+            ort_library: root.join(ORT_LIBRARY),
+            threads: default_threads(),
+        }
+    }
+}
+
+impl Default for EmbedConfig {
+    /// `./models` if it holds the model, else the crate's own `models/` (tests, benches, `cargo run`).
+    fn default() -> Self {
+        let cwd_models = PathBuf::from("models");
+        let root = if cwd_models.join(MODEL_SUBDIR).join(MODEL_FILE).is_file() {
+            cwd_models
+        } else {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("models")
+        };
+        Self::from_models_root(&root)
+    }
+}
+
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Why an embedding could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum EmbedError {
+    #[error("missing {what} at {}: run scripts/fetch-models.sh", path.display())]
+    MissingFile { what: &'static str, path: PathBuf },
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("ONNX Runtime library {} cannot be used: {reason}", path.display())]
+    Runtime { path: PathBuf, reason: String },
+    #[error("embedding model failed: {0}")]
+    Model(#[from] fastembed::Error),
+    #[error("model returned {got} vectors of width {width} for {expected} texts (expected width {DIMENSION})")]
+    BadOutput {
+        expected: usize,
+        got: usize,
+        width: usize,
+    },
+    #[error("embedding worker stopped: {0}")]
+    Worker(String),
+    #[error("embed config invalid: {0}")]
+    Config(String),
+}
+
+/// A loaded model: `threads` independent ONNX sessions behind one semaphore.
+#[derive(Clone)]
+pub struct Embedder {
+    inner: Arc<Inner>,
+    permits: Arc<Semaphore>,
+}
+
+struct Inner {
+    sessions: Vec<Mutex<TextEmbedding>>,
+    /// Round-robin start for picking a free session.
+    next: AtomicUsize,
+}
+
+impl std::fmt::Debug for Embedder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Embedder")
+            .field("sessions", &self.inner.sessions.len())
+            .finish()
+    }
+}
+
+impl Embedder {
+    /// Check every file, load the ONNX Runtime library and build the sessions (blocking, ~0.3 s
+    /// per session on one core: call it at startup or inside `spawn_blocking`).
+    pub fn load(config: &EmbedConfig) -> Result<Self, EmbedError> {
+        let started = Instant::now();
+        if config.threads == 0 {
+            return Err(EmbedError::Config("threads must be at least 1".into()));
+        }
+        let onnx = read_required(&config.model_dir.join(MODEL_FILE), "embedding model")?;
+        let [tokenizer, model_config, special_tokens, tokenizer_config] = TOKENIZER_FILES
+            .map(|name| read_required(&config.model_dir.join(name), "tokenizer file"));
+        let tokenizer_files = TokenizerFiles {
+            tokenizer_file: tokenizer?,
+            config_file: model_config?,
+            special_tokens_map_file: special_tokens?,
+            tokenizer_config_file: tokenizer_config?,
+        };
+        init_runtime(&config.ort_library)?;
+
+        let model =
+            UserDefinedEmbeddingModel::new(onnx, tokenizer_files).with_pooling(Pooling::Mean);
+        let mut sessions = Vec::with_capacity(config.threads);
+        for _ in 0..config.threads {
+            let options = InitOptionsUserDefined::new()
+                .with_max_length(MAX_TOKENS)
+                .with_intra_threads(1);
+            let model = model.clone();
+            // ort panics (rather than erroring) on a library it cannot use; keep that a typed error.
+            let session = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+                TextEmbedding::try_new_from_user_defined(model, options)
+            }))
+            .map_err(|panic| EmbedError::Runtime {
+                path: config.ort_library.clone(),
+                reason: panic_message(&panic),
+            })??;
+            sessions.push(Mutex::new(session));
+        }
+        tracing::debug!(
+            elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+            sessions = config.threads,
+            model_dir = %config.model_dir.display(),
+            "embedding model loaded"
+        );
+        Ok(Self {
+            inner: Arc::new(Inner {
+                sessions,
+                next: AtomicUsize::new(0),
+            }),
+            permits: Arc::new(Semaphore::new(config.threads)),
+        })
+    }
+
+    /// Vector width (384).
+    pub fn dimension(&self) -> usize {
+        DIMENSION
+    }
+
+    /// Embed one text on the blocking pool; the vector has unit L2 norm.
+    pub async fn embed(&self, text: &str) -> Result<Vec<f32>, EmbedError> {
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
+            .await
+            .map_err(|e| EmbedError::Worker(e.to_string()))?;
+        let inner = Arc::clone(&self.inner);
+        let text = text.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let result = inner.embed_chunk(&[text.as_str()]);
+            drop(permit);
+            result
+        })
+        .await
+        .map_err(|e| EmbedError::Worker(e.to_string()))?
+        .and_then(|mut vectors| {
+            vectors.pop().ok_or(EmbedError::BadOutput {
+                expected: 1,
+                got: 0,
+                width: 0,
+            })
+        })
+    }
+
+    /// Embed many texts on the calling thread (benches, calibration), spread over the sessions.
+    /// Blocking: never call it from an async worker.
+    pub fn embed_batch(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let sessions = self.inner.sessions.len();
+        // Below a few texts per session the thread hand-off costs more than it saves.
+        if sessions == 1 || texts.len() < 2 * sessions {
+            return self.inner.embed_chunk(texts);
+        }
+        let chunk = texts.len().div_ceil(sessions);
+        let results: Vec<Result<Vec<Vec<f32>>, EmbedError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = texts
+                .chunks(chunk)
+                .map(|part| scope.spawn(|| self.inner.embed_chunk(part)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|p| Err(EmbedError::Worker(panic_message(&p))))
+                })
+                .collect()
+        });
+        let mut out = Vec::with_capacity(texts.len());
+        for part in results {
+            out.extend(part?);
+        }
+        Ok(out)
+    }
+}
+
+impl Inner {
+    /// Embed on whichever session is free (the semaphore normally guarantees one is).
+    fn embed_chunk(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let started = Instant::now();
+        let n = self.sessions.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        let mut guard = (0..n)
+            .find_map(|i| self.sessions[(start + i) % n].try_lock())
+            .unwrap_or_else(|| self.sessions[start].lock());
+        let mut vectors = guard.embed(texts, Some(texts.len().clamp(1, 64)))?;
+        drop(guard);
+        let width = vectors.first().map_or(0, Vec::len);
+        if vectors.len() != texts.len() || vectors.iter().any(|v| v.len() != DIMENSION) {
+            return Err(EmbedError::BadOutput {
+                expected: texts.len(),
+                got: vectors.len(),
+                width,
+            });
+        }
+        // fastembed L2-normalises after pooling; renormalise anyway so cosine == dot product
+        // holds even if a future version stops doing it.
+        vectors.iter_mut().for_each(|v| normalize(v));
+        tracing::debug!(
+            elapsed_us = started.elapsed().as_micros() as u64,
+            texts = texts.len(),
+            "embedded"
+        );
+        Ok(vectors)
+    }
+}
+
+/// Scale `v` to unit L2 norm (a zero vector is left alone).
+pub fn normalize(v: &mut [f32]) {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > f32::EPSILON {
+        v.iter_mut().for_each(|x| *x /= norm);
+    }
+}
+
+/// Cosine of two vectors (plain dot product divided by both norms).
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let nb = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if na <= f32::EPSILON || nb <= f32::EPSILON {
+        0.0
+    } else {
+        dot / (na * nb)
+    }
+}
+
+fn read_required(path: &Path, what: &'static str) -> Result<Vec<u8>, EmbedError> {
+    if !path.is_file() {
+        return Err(EmbedError::MissingFile {
+            what,
+            path: path.to_path_buf(),
+        });
+    }
+    std::fs::read(path).map_err(|source| EmbedError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Point ort at the library, once per process.
+///
+/// ort (load-dynamic) loads the library named by `ORT_DYLIB_PATH` the first time any of its
+/// APIs is used; fastembed does not re-export `ort::init_from`, so the variable is set here,
+/// before the first session, unless the operator already set it. A later call with another
+/// path is an error: one process can hold one ONNX Runtime.
+fn init_runtime(library: &Path) -> Result<(), EmbedError> {
+    static LOADED: OnceLock<PathBuf> = OnceLock::new();
+    if !library.is_file() {
+        return Err(EmbedError::MissingFile {
+            what: "ONNX Runtime library",
+            path: library.to_path_buf(),
+        });
+    }
+    let chosen = LOADED.get_or_init(|| match std::env::var_os("ORT_DYLIB_PATH") {
+        Some(set) if !set.is_empty() => PathBuf::from(set),
+        _ => {
+            std::env::set_var("ORT_DYLIB_PATH", library);
+            library.to_path_buf()
+        }
+    });
+    let same = chosen == library
+        || matches!(
+            (chosen.canonicalize(), library.canonicalize()),
+            (Ok(a), Ok(b)) if a == b
+        );
+    if same {
+        Ok(())
+    } else {
+        Err(EmbedError::Runtime {
+            path: library.to_path_buf(),
+            reason: format!(
+                "this process already uses {} (ORT_DYLIB_PATH or an earlier load)",
+                chosen.display()
+            ),
+        })
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .unwrap_or_else(|| "panic without message".to_owned())
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// One embedder per test process: loading is the slow part.
+    pub(crate) fn shared() -> &'static Embedder {
+        static EMBEDDER: OnceLock<Embedder> = OnceLock::new();
+        EMBEDDER.get_or_init(|| {
+            Embedder::load(&EmbedConfig::from_models_root(
+                &Path::new(env!("CARGO_MANIFEST_DIR")).join("models"),
+            ))
+            .unwrap()
+        })
+    }
+
+    #[tokio::test]
+    async fn vectors_have_384_dims_and_unit_norm() {
+        let v = shared().embed("How do I rotate my API key?").await.unwrap();
+        assert_eq!(v.len(), DIMENSION);
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-4, "norm {norm}");
+    }
+
+    #[test]
+    fn paraphrase_is_closer_than_unrelated() {
+        let v = shared()
+            .embed_batch(&[
+                "How do I rotate my API key?",
+                "What are the steps to regenerate an API key?",
+                "Which wine goes well with grilled salmon?",
+            ])
+            .unwrap();
+        let para = cosine(&v[0], &v[1]);
+        let unrelated = cosine(&v[0], &v[2]);
+        assert!(
+            para > unrelated + 0.2,
+            "paraphrase {para} unrelated {unrelated}"
+        );
+    }
+
+    #[tokio::test]
+    async fn batch_matches_single_calls() {
+        let texts = ["a b c", "first text", "second text", "third", "fourth one"];
+        let batch = shared().embed_batch(&texts).unwrap();
+        assert_eq!(batch.len(), texts.len());
+        let single = shared().embed("second text").await.unwrap();
+        assert!(cosine(&batch[2], &single) > 0.999);
+    }
+
+    #[test]
+    fn missing_model_names_file_and_script() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Embedder::load(&EmbedConfig::from_models_root(dir.path())).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("model.onnx"), "{msg}");
+        assert!(msg.contains("scripts/fetch-models.sh"), "{msg}");
+    }
+
+    /// Latency figures for BENCHMARKS-embed.md:
+    /// `cargo test --release --lib embed::tests::latency -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "benchmark: run in release with --ignored --nocapture"]
+    fn latency() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+        let started = Instant::now();
+        let one = Embedder::load(&EmbedConfig {
+            threads: 1,
+            ..EmbedConfig::from_models_root(&root)
+        })
+        .unwrap();
+        eprintln!(
+            "load, 1 session: {:.0} ms",
+            started.elapsed().as_secs_f64() * 1e3
+        );
+        let short = "How do I reset my router password?";
+        let long =
+            "Our team runs a small self-hosted service that talks to several model providers. "
+                .repeat(16);
+        let time = |text: &str, n: usize| {
+            one.embed_batch(&[text]).unwrap();
+            let started = Instant::now();
+            for _ in 0..n {
+                one.embed_batch(&[text]).unwrap();
+            }
+            started.elapsed().as_secs_f64() * 1e3 / n as f64
+        };
+        eprintln!("short ({short:?}): {:.2} ms/call, 1 core", time(short, 200));
+        eprintln!("long (~240 tokens): {:.2} ms/call, 1 core", time(&long, 30));
+        let all = Embedder::load(&EmbedConfig::from_models_root(&root)).unwrap();
+        let texts: Vec<String> = (0..256)
+            .map(|i| format!("question number {i} about cache {}", i * 7))
+            .collect();
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        all.embed_batch(&refs[..8]).unwrap();
+        let started = Instant::now();
+        all.embed_batch(&refs).unwrap();
+        let secs = started.elapsed().as_secs_f64();
+        eprintln!(
+            "batch of 256 short texts, {} sessions: {:.0} texts/s",
+            all.inner.sessions.len(),
+            256.0 / secs
+        );
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let started = Instant::now();
+        rt.block_on(async {
+            let tasks: Vec<_> = refs
+                .iter()
+                .map(|t| {
+                    let e = all.clone();
+                    let t = t.to_string();
+                    tokio::spawn(async move { e.embed(&t).await })
+                })
+                .collect();
+            for t in tasks {
+                t.await.unwrap().unwrap();
+            }
+        });
+        eprintln!(
+            "256 concurrent async embed() calls: {:.0} texts/s",
+            256.0 / started.elapsed().as_secs_f64()
+        );
+    }
+}

@@ -22,8 +22,29 @@ pub const TOKENS_TOTAL: &str = "sluice_tokens_total";
 /// Requests being served now.
 pub const REQUESTS_IN_FLIGHT: &str = "sluice_requests_in_flight";
 
+/// Cache lookups by `outcome`.
+pub const CACHE_LOOKUPS_TOTAL: &str = "sluice_cache_lookups_total";
+/// Best candidate similarity per semantic lookup.
+pub const CACHE_SIMILARITY: &str = "sluice_cache_similarity";
+/// Embedding latency in seconds.
+pub const EMBED_DURATION: &str = "sluice_embed_duration_seconds";
+/// Index (or in-scope) search latency in seconds.
+pub const CACHE_SEARCH_DURATION: &str = "sluice_cache_search_duration_seconds";
+/// Live cache entries.
+pub const CACHE_ENTRIES: &str = "sluice_cache_entries";
+/// Bytes of live cache entries.
+pub const CACHE_BYTES: &str = "sluice_cache_bytes";
+/// Tokens served from the cache instead of upstream, by `model_group`.
+pub const CACHE_TOKENS_SAVED_TOTAL: &str = "sluice_cache_tokens_saved_total";
+/// USD not spent thanks to the cache, by `model_group` (needs prices in config).
+pub const CACHE_USD_SAVED: &str = "sluice_cache_usd_saved";
+
 /// Label for a model group the config does not know (keeps labels bounded).
 pub const UNKNOWN_GROUP: &str = "_unknown";
+
+const SIMILARITY_BUCKETS: &[f64] = &[
+    0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.925, 0.95, 0.975, 0.99, 1.0,
+];
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -38,6 +59,12 @@ pub fn metrics_handle() -> PrometheusHandle {
         .get_or_init(|| {
             let builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(CACHE_SIMILARITY.into()),
+                        SIMILARITY_BUCKETS,
+                    )
+                })
                 .unwrap_or_else(|_| PrometheusBuilder::new());
             let recorder = builder.build_recorder();
             let handle = recorder.handle();
@@ -68,6 +95,21 @@ fn describe() {
     );
     describe_counter!(TOKENS_TOTAL, "Tokens by model group and direction");
     describe_gauge!(REQUESTS_IN_FLIGHT, "Requests being served");
+    describe_counter!(CACHE_LOOKUPS_TOTAL, "Cache lookups by outcome");
+    describe_histogram!(
+        CACHE_SIMILARITY,
+        "Best candidate cosine similarity per semantic lookup"
+    );
+    describe_histogram!(EMBED_DURATION, Unit::Seconds, "Prompt embedding latency");
+    describe_histogram!(
+        CACHE_SEARCH_DURATION,
+        Unit::Seconds,
+        "Nearest-neighbour search latency"
+    );
+    describe_gauge!(CACHE_ENTRIES, "Live cache entries");
+    describe_gauge!(CACHE_BYTES, Unit::Bytes, "Bytes of live cache entries");
+    describe_counter!(CACHE_TOKENS_SAVED_TOTAL, "Tokens served from the cache");
+    describe_gauge!(CACHE_USD_SAVED, "USD saved by the cache");
 }
 
 /// Sets up `tracing` to stderr (text or JSON). `RUST_LOG` overrides the configured level.

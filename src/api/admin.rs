@@ -1,0 +1,192 @@
+//! `/admin/cache/...`: live cache settings, stats, dry-run lookups, flush and delete.
+//! Master key only.
+
+use super::read_body;
+use crate::auth::authenticate;
+use crate::cache::{self, CacheEngine, CacheSettings};
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::wire::{parse_json, ChatRequest};
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+fn admin_cache(state: &AppState, req: &HttpRequest) -> Result<Arc<CacheEngine>, ApiError> {
+    let p = authenticate(state, req.headers())?;
+    if !p.is_admin() {
+        return Err(ApiError::InvalidApiKey);
+    }
+    state.cache.clone().ok_or_else(|| ApiError::InvalidRequest {
+        message:
+            "the semantic cache is disabled in this gateway's config (sluice.cache.enabled: false)"
+                .into(),
+        param: None,
+    })
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::Internal(e.to_string())
+}
+
+/// `GET /admin/cache/config`.
+pub async fn get_config(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let c = admin_cache(&state, &req)?;
+    Ok(HttpResponse::Ok().json(c.settings()))
+}
+
+/// `PUT /admin/cache/config`: the fields given replace the current ones; persisted.
+pub async fn put_config(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let c = admin_cache(&state, &req)?;
+    let body = read_body(&req, payload, state.config.server.max_body_bytes).await?;
+    let patch: Value = parse_json(&body)?;
+    let Value::Object(patch) = patch else {
+        return Err(ApiError::invalid(
+            "",
+            "the body must be a JSON object of settings",
+        ));
+    };
+    let mut merged = serde_json::to_value(c.settings()).map_err(internal)?;
+    if let Value::Object(m) = &mut merged {
+        for (k, v) in patch {
+            m.insert(k, v);
+        }
+    }
+    let next: CacheSettings = parse_json(merged.to_string().as_bytes())?;
+    next.validate(c.groups()).map_err(|e| {
+        ApiError::invalid(
+            &e.field,
+            format!("invalid value for '{}': {}", e.field, e.message),
+        )
+    })?;
+    c.set_settings(next.clone()).map_err(internal)?;
+    tracing::info!("cache settings changed through the admin API");
+    Ok(HttpResponse::Ok().json(next))
+}
+
+/// `GET /admin/cache/stats`.
+pub async fn stats(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let c = admin_cache(&state, &req)?;
+    Ok(HttpResponse::Ok().json(c.stats()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LookupBody {
+    model: String,
+    #[serde(default)]
+    messages: Option<Value>,
+    #[serde(default)]
+    prompt: Option<String>,
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
+    threshold: Option<f32>,
+}
+
+/// `POST /admin/cache/lookup`: nearest cached neighbours of a prompt in its scope, with
+/// similarity and verdict. Changes nothing.
+pub async fn lookup(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let c = admin_cache(&state, &req)?;
+    let body = read_body(&req, payload, state.config.server.max_body_bytes).await?;
+    let b: LookupBody = parse_json(&body)?;
+    let group = crate::pipeline::route(&state, &b.model)?
+        .model_group
+        .clone();
+    let messages = match (b.messages, b.prompt) {
+        (Some(m), None) => m,
+        (None, Some(p)) => json!([{"role": "user", "content": p}]),
+        _ => {
+            return Err(ApiError::invalid(
+                "messages",
+                "give exactly one of 'messages' or 'prompt'",
+            ))
+        }
+    };
+    let chat: ChatRequest = parse_json(
+        json!({"model": b.model, "messages": messages})
+            .to_string()
+            .as_bytes(),
+    )?;
+    chat.validate()?;
+    let namespace = b.namespace.unwrap_or_else(|| "default".into());
+    let keys = cache::keys(&namespace, &group, &chat);
+    let threshold = b
+        .threshold
+        .unwrap_or_else(|| c.settings().threshold(&namespace, &group));
+    let candidates = c.dry_run(&keys, threshold).await.map_err(internal)?;
+    Ok(HttpResponse::Ok().json(json!({
+        "model_group": group,
+        "namespace": namespace,
+        "threshold": threshold,
+        "semantic": keys.scope.is_some(),
+        "candidates": candidates,
+    })))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FlushBody {
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
+    model: Option<String>,
+}
+
+/// `POST /admin/cache/flush`: everything, or one namespace and/or model group.
+pub async fn flush(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let c = admin_cache(&state, &req)?;
+    let body = read_body(&req, payload, state.config.server.max_body_bytes).await?;
+    let b: FlushBody = if body.iter().all(u8::is_ascii_whitespace) {
+        FlushBody::default()
+    } else {
+        parse_json(&body)?
+    };
+    if let Some(m) = &b.model {
+        if state.router.group(m).is_none() {
+            return Err(ApiError::ModelNotFound {
+                model: m.clone(),
+                available: state.router.names().to_vec(),
+            });
+        }
+    }
+    let deleted = c
+        .flush(b.namespace.as_deref(), b.model.as_deref())
+        .map_err(internal)?;
+    Ok(HttpResponse::Ok().json(json!({"deleted": deleted})))
+}
+
+/// `DELETE /admin/cache/entries/{id}`.
+pub async fn delete_entry(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let c = admin_cache(&state, &req)?;
+    let id: u64 = path.parse().map_err(|_| {
+        ApiError::invalid("id", format!("entry id must be a number, got \"{path}\""))
+    })?;
+    if c.delete(id).map_err(internal)? {
+        Ok(HttpResponse::Ok().json(json!({"id": id, "deleted": true})))
+    } else {
+        Err(ApiError::RouteNotFound {
+            method: "DELETE".into(),
+            path: format!("/admin/cache/entries/{id} (no such entry)"),
+        })
+    }
+}

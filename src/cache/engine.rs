@@ -1,0 +1,949 @@
+//! The cache engine: exact and semantic lookups, verified hits, write-back, coalescing of
+//! identical misses, TTL and size bounds, tombstones and background rebuild, snapshots.
+//!
+//! RocksDB (through `store`) is the source of truth; the HNSW index and the in-memory table of
+//! live entries are derived from it at start-up.
+
+use super::entry::{now_ms, CacheEntry};
+use super::key::CacheKeys;
+use super::settings::CacheSettings;
+use super::verify::{verify, Verdict, VerifyConfig};
+use super::CacheOutcome;
+use crate::embed::{EmbedConfig, EmbedError, Embedder};
+use crate::index::{IndexParams, SharedIndex, VectorIndex, DEFAULT_EF_SEARCH};
+use crate::store::{CacheStore, Store, StoreError, StoreOptions};
+use crate::telemetry as t;
+use crate::wire::Usage;
+use parking_lot::{Mutex, RwLock};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// Scopes with at most this many entries are compared one by one instead of through the index:
+/// exact, and cheaper than a filtered graph walk that rejects almost everything.
+const BRUTE_FORCE_MAX: usize = 64;
+/// Candidates above the threshold that are verified before giving up.
+const MAX_VERIFIED: usize = 4;
+/// Neighbours asked of the index.
+const SEARCH_K: usize = 8;
+/// Rebuild the index when tombstones pass this share of it.
+const TOMBSTONE_FRACTION: f64 = 0.2;
+/// Key of the persisted settings.
+const SETTINGS_KEY: &str = "cache.settings";
+/// Buckets of the similarity histogram (0.0-0.05, ..., 0.95-1.0).
+const SIM_BUCKETS: usize = 20;
+
+/// Cache failures. None of them fails a request: the pipeline falls back to upstream.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Embedding failed.
+    #[error(transparent)]
+    Embed(#[from] EmbedError),
+    /// A stored entry could not be decoded.
+    #[error("corrupt cache entry {id}: {detail}")]
+    Corrupt {
+        /// Entry id.
+        id: u64,
+        /// Decoder message.
+        detail: String,
+    },
+    /// Start-up failed.
+    #[error("cache start-up failed: {0}")]
+    Startup(String),
+}
+
+/// A served answer.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    /// Exact, semantic or coalesced.
+    pub kind: CacheOutcome,
+    /// Entry id (0 for a coalesced answer that was not stored).
+    pub entry_id: u64,
+    /// Cosine similarity for semantic hits.
+    pub similarity: Option<f32>,
+    /// Age of the answer.
+    pub age: Duration,
+    /// The cached `chat.completion`.
+    pub completion: Arc<Value>,
+    /// Tokens the original call used.
+    pub usage: Usage,
+}
+
+/// What a lookup found, plus the embedding it computed (reused by the write-back).
+#[derive(Debug, Default)]
+pub struct Lookup {
+    /// The hit, if any.
+    pub hit: Option<Hit>,
+    /// The query embedding, when one was computed.
+    pub embedding: Option<Vec<f32>>,
+}
+
+/// One neighbour in a dry-run lookup.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Candidate {
+    /// Entry id.
+    pub entry_id: u64,
+    /// Cosine similarity.
+    pub similarity: f32,
+    /// The cached question.
+    pub cached_query: Option<String>,
+    /// Whether it passes the threshold.
+    pub above_threshold: bool,
+    /// The verifier's verdict.
+    pub verdict: Verdict,
+}
+
+#[derive(Debug)]
+struct Meta {
+    namespace: String,
+    group: String,
+    exact: [u8; 32],
+    scope: Option<[u8; 32]>,
+    expires_ms: u64,
+    bytes: u64,
+    last_access_ms: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct Live {
+    entries: HashMap<u64, Meta>,
+    scopes: HashMap<[u8; 32], Vec<u64>>,
+    bytes: u64,
+}
+
+impl Live {
+    fn insert(&mut self, id: u64, m: Meta) {
+        self.bytes += m.bytes;
+        if let Some(s) = m.scope {
+            self.scopes.entry(s).or_default().push(id);
+        }
+        self.entries.insert(id, m);
+    }
+
+    fn remove(&mut self, id: u64) -> Option<Meta> {
+        let m = self.entries.remove(&id)?;
+        self.bytes = self.bytes.saturating_sub(m.bytes);
+        if let Some(s) = m.scope {
+            if let Some(ids) = self.scopes.get_mut(&s) {
+                ids.retain(|x| *x != id);
+                if ids.is_empty() {
+                    self.scopes.remove(&s);
+                }
+            }
+        }
+        Some(m)
+    }
+}
+
+/// Counters behind `/admin/cache/stats`.
+#[derive(Debug, Default)]
+struct Stats {
+    lookups: AtomicU64,
+    hits_exact: AtomicU64,
+    hits_semantic: AtomicU64,
+    hits_coalesced: AtomicU64,
+    misses: AtomicU64,
+    tokens_saved: AtomicU64,
+    /// Micro-dollars.
+    usd_saved_micros: AtomicU64,
+    similarity: [AtomicU64; SIM_BUCKETS],
+}
+
+/// State of one in-flight miss that others wait on.
+#[derive(Debug, Clone)]
+pub enum FlightState {
+    /// Still going.
+    Pending,
+    /// The leader got an answer.
+    Done(Arc<Value>, Usage),
+    /// The leader failed or was not cacheable: followers go upstream themselves.
+    Failed,
+}
+
+/// The leader's side of a coalesced miss. Dropping it without [`FlightGuard::complete`] tells
+/// followers to go upstream themselves.
+pub struct FlightGuard {
+    engine: Arc<CacheEngine>,
+    key: [u8; 32],
+    tx: watch::Sender<FlightState>,
+    done: bool,
+}
+
+impl FlightGuard {
+    /// Hands the answer to every follower.
+    pub fn complete(mut self, completion: Arc<Value>, usage: Usage) {
+        self.done = true;
+        self.engine.inflight.lock().remove(&self.key);
+        let _ = self.tx.send(FlightState::Done(completion, usage));
+    }
+}
+
+impl Drop for FlightGuard {
+    fn drop(&mut self) {
+        if !self.done {
+            self.engine.inflight.lock().remove(&self.key);
+            let _ = self.tx.send(FlightState::Failed);
+        }
+    }
+}
+
+/// Leader or follower of an identical in-flight miss.
+pub enum Flight {
+    /// Go upstream and complete the guard.
+    Leader(FlightGuard),
+    /// Wait for the leader.
+    Follower(watch::Receiver<FlightState>),
+}
+
+/// Where the cache keeps its files and how it finds the model.
+#[derive(Debug, Clone)]
+pub struct CacheOptions {
+    /// Data directory (RocksDB in `db/`, the index snapshot in `index/`).
+    pub data_dir: PathBuf,
+    /// Embedding model.
+    pub embed: EmbedConfig,
+    /// Settings used when none were persisted.
+    pub defaults: CacheSettings,
+    /// Verifier knobs.
+    pub verify: VerifyConfig,
+    /// Model groups (to validate per-group thresholds).
+    pub groups: Vec<String>,
+    /// USD per prompt and completion token, per group (for savings).
+    pub prices: HashMap<String, (f64, f64)>,
+    /// fsync every write.
+    pub sync_writes: bool,
+}
+
+/// The semantic cache.
+pub struct CacheEngine {
+    store: Store,
+    index: SharedIndex,
+    embedder: Embedder,
+    verify: VerifyConfig,
+    settings: RwLock<CacheSettings>,
+    live: RwLock<Live>,
+    inflight: Mutex<HashMap<[u8; 32], watch::Receiver<FlightState>>>,
+    stats: Stats,
+    tombstones: AtomicUsize,
+    inserts_since_snapshot: AtomicUsize,
+    rebuilding: Mutex<()>,
+    snapshot_dir: PathBuf,
+    groups: Vec<String>,
+    prices: HashMap<String, (f64, f64)>,
+}
+
+fn sim_bucket(sim: f32) -> usize {
+    ((sim.clamp(0.0, 0.9999) * SIM_BUCKETS as f32) as usize).min(SIM_BUCKETS - 1)
+}
+
+impl CacheEngine {
+    /// Opens storage, loads (or rebuilds) the index and loads the model. Blocking.
+    pub fn open(opts: CacheOptions) -> Result<Arc<Self>, CacheError> {
+        let started = Instant::now();
+        std::fs::create_dir_all(&opts.data_dir).map_err(|e| {
+            CacheError::Startup(format!("cannot create {}: {e}", opts.data_dir.display()))
+        })?;
+        let store = Store::open_with(
+            &opts.data_dir.join("db"),
+            StoreOptions {
+                sync_writes: opts.sync_writes,
+            },
+        )?;
+        let settings = match store.get_setting(SETTINGS_KEY)? {
+            Some(bytes) => {
+                match serde_json::from_slice::<CacheSettings>(&bytes) {
+                    Ok(s) if s.validate(&opts.groups).is_ok() => {
+                        tracing::info!(
+                            "cache settings loaded from the store (set through the admin API)"
+                        );
+                        s
+                    }
+                    _ => {
+                        tracing::warn!("persisted cache settings are invalid for this config; using the config's");
+                        opts.defaults.clone()
+                    }
+                }
+            }
+            None => opts.defaults.clone(),
+        };
+
+        // Live entries and their vectors, from the source of truth.
+        let now = now_ms();
+        let mut live = Live::default();
+        let mut vectors: Vec<(u64, Vec<f32>)> = Vec::new();
+        let mut expired = Vec::new();
+        for record in store.entries_from(0) {
+            let (id, bytes) = record?;
+            let entry = match CacheEntry::decode(&bytes) {
+                Ok(e) => e,
+                Err(detail) => {
+                    tracing::warn!(id, %detail, "skipping undecodable cache entry");
+                    continue;
+                }
+            };
+            if entry.expired(now) {
+                expired.push((id, entry.exact));
+                continue;
+            }
+            live.insert(
+                id,
+                Meta {
+                    namespace: entry.namespace.clone(),
+                    group: entry.model_group.clone(),
+                    exact: entry.exact,
+                    scope: entry.scope,
+                    expires_ms: entry.expires_ms,
+                    bytes: bytes.len() as u64,
+                    last_access_ms: AtomicU64::new(entry.created_ms),
+                },
+            );
+            if let Some(v) = entry.embedding {
+                vectors.push((id, v));
+            }
+        }
+        for (id, exact) in &expired {
+            store.delete_entry(*id, Some(exact))?;
+        }
+
+        let snapshot_dir = opts.data_dir.join("index");
+        let params = IndexParams {
+            capacity_hint: vectors.len().max(10_000),
+            ..IndexParams::default()
+        };
+        let (index, tombstones) = match VectorIndex::load(&snapshot_dir) {
+            Ok(Some((index, last_id))) => {
+                let newer: Vec<(u64, Vec<f32>)> = vectors
+                    .iter()
+                    .filter(|(id, _)| *id > last_id)
+                    .cloned()
+                    .collect();
+                let caught_up = newer.len();
+                if let Err(e) = index.insert_batch(&newer) {
+                    tracing::warn!(error = %e, "could not replay entries after the snapshot");
+                }
+                let tombstones = index.len().saturating_sub(vectors.len());
+                tracing::info!(
+                    snapshot_entries = index.len() - caught_up,
+                    caught_up,
+                    "index loaded from snapshot"
+                );
+                (index, tombstones)
+            }
+            Ok(None) => {
+                tracing::info!(
+                    entries = vectors.len(),
+                    "no index snapshot: rebuilding the index from RocksDB"
+                );
+                (VectorIndex::rebuild(params, vectors.clone()), 0)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, entries = vectors.len(), "index snapshot is damaged: rebuilding the index from RocksDB");
+                (VectorIndex::rebuild(params, vectors.clone()), 0)
+            }
+        };
+        let embedder = Embedder::load(&opts.embed)?;
+        let engine = Arc::new(Self {
+            store,
+            index: SharedIndex::new(index),
+            embedder,
+            verify: opts.verify,
+            settings: RwLock::new(settings),
+            live: RwLock::new(live),
+            inflight: Mutex::new(HashMap::new()),
+            stats: Stats::default(),
+            tombstones: AtomicUsize::new(tombstones),
+            inserts_since_snapshot: AtomicUsize::new(0),
+            rebuilding: Mutex::new(()),
+            snapshot_dir,
+            groups: opts.groups,
+            prices: opts.prices,
+        });
+        engine.update_gauges();
+        tracing::info!(
+            entries = engine.live.read().entries.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "cache ready"
+        );
+        Ok(engine)
+    }
+
+    /// Current settings.
+    pub fn settings(&self) -> CacheSettings {
+        self.settings.read().clone()
+    }
+
+    /// Replaces the settings (validated by the caller) and persists them.
+    pub fn set_settings(&self, s: CacheSettings) -> Result<(), CacheError> {
+        let bytes = serde_json::to_vec(&s).map_err(|e| CacheError::Startup(e.to_string()))?;
+        self.store.put_setting(SETTINGS_KEY, &bytes)?;
+        *self.settings.write() = s;
+        self.enforce_bounds();
+        Ok(())
+    }
+
+    /// Model groups known to the config.
+    pub fn groups(&self) -> &[String] {
+        &self.groups
+    }
+
+    fn load_entry(&self, id: u64) -> Result<Option<CacheEntry>, CacheError> {
+        match self.store.get_entry(id)? {
+            None => Ok(None),
+            Some(bytes) => CacheEntry::decode(&bytes)
+                .map(Some)
+                .map_err(|detail| CacheError::Corrupt { id, detail }),
+        }
+    }
+
+    /// Whether `id` is live (not deleted, not expired) and in `scope`.
+    fn servable(live: &Live, id: u64, scope: Option<&[u8; 32]>, now: u64) -> bool {
+        live.entries.get(&id).is_some_and(|m| {
+            (m.expires_ms == 0 || now < m.expires_ms)
+                && scope.is_none_or(|s| m.scope.as_ref() == Some(s))
+        })
+    }
+
+    fn hit(
+        &self,
+        kind: CacheOutcome,
+        id: u64,
+        entry: &CacheEntry,
+        similarity: Option<f32>,
+    ) -> Result<Hit, CacheError> {
+        let completion: Value =
+            serde_json::from_str(&entry.completion).map_err(|e| CacheError::Corrupt {
+                id,
+                detail: e.to_string(),
+            })?;
+        let now = now_ms();
+        if let Some(m) = self.live.read().entries.get(&id) {
+            m.last_access_ms.store(now, Ordering::Relaxed);
+        }
+        Ok(Hit {
+            kind,
+            entry_id: id,
+            similarity,
+            age: Duration::from_millis(now.saturating_sub(entry.created_ms)),
+            completion: Arc::new(completion),
+            usage: Usage {
+                prompt_tokens: entry.prompt_tokens,
+                completion_tokens: entry.completion_tokens,
+                total_tokens: entry.prompt_tokens + entry.completion_tokens,
+            },
+        })
+    }
+
+    /// Nearest servable entries in the scope, best first, with similarity (no threshold).
+    fn neighbours(
+        &self,
+        query: &[f32],
+        scope: &[u8; 32],
+    ) -> Result<Vec<(u64, f32, Option<CacheEntry>)>, CacheError> {
+        let now = now_ms();
+        let in_scope: Vec<u64> = {
+            let live = self.live.read();
+            live.scopes
+                .get(scope)
+                .map(|ids| {
+                    ids.iter()
+                        .copied()
+                        .filter(|id| Self::servable(&live, *id, Some(scope), now))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        if in_scope.is_empty() {
+            return Ok(Vec::new());
+        }
+        let started = Instant::now();
+        let mut found: Vec<(u64, f32, Option<CacheEntry>)> = if in_scope.len() <= BRUTE_FORCE_MAX {
+            let mut out = Vec::with_capacity(in_scope.len());
+            for id in in_scope {
+                if let Some(e) = self.load_entry(id)? {
+                    if let Some(v) = &e.embedding {
+                        out.push((id, crate::index::dot(query, v), Some(e)));
+                    }
+                }
+            }
+            out.sort_by(|a, b| b.1.total_cmp(&a.1));
+            out
+        } else {
+            let index = self.index.get();
+            let live = self.live.read();
+            index
+                .search(query, SEARCH_K, DEFAULT_EF_SEARCH, |id| {
+                    Self::servable(&live, id, Some(scope), now)
+                })
+                .into_iter()
+                .map(|(id, sim)| (id, sim, None))
+                .collect()
+        };
+        metrics::histogram!(t::CACHE_SEARCH_DURATION).record(started.elapsed().as_secs_f64());
+        found.truncate(SEARCH_K);
+        Ok(found)
+    }
+
+    /// Looks a request up: exact first, then semantic within its scope, verified.
+    pub async fn lookup(
+        &self,
+        group: &str,
+        keys: &CacheKeys,
+        threshold: f32,
+    ) -> Result<Lookup, CacheError> {
+        self.stats.lookups.fetch_add(1, Ordering::Relaxed);
+        let now = now_ms();
+        if let Some(id) = self.store.get_exact(&keys.exact)? {
+            let live_ok = Self::servable(&self.live.read(), id, None, now);
+            if live_ok {
+                if let Some(entry) = self.load_entry(id)? {
+                    let hit = self.hit(CacheOutcome::HitExact, id, &entry, None)?;
+                    self.count_hit(&hit, group);
+                    return Ok(Lookup {
+                        hit: Some(hit),
+                        embedding: None,
+                    });
+                }
+            }
+        }
+        let (Some(scope), Some(query)) = (&keys.scope, &keys.query) else {
+            self.count_miss();
+            return Ok(Lookup::default());
+        };
+        let has_scope = self.live.read().scopes.contains_key(scope);
+        if !has_scope {
+            // Nothing cached in this scope: no embedding needed until the write-back.
+            self.count_miss();
+            return Ok(Lookup::default());
+        }
+        let embedding = self.embed(query).await?;
+        let neighbours = self.neighbours(&embedding, scope)?;
+        if let Some((_, best, _)) = neighbours.first() {
+            self.stats.similarity[sim_bucket(*best)].fetch_add(1, Ordering::Relaxed);
+            metrics::histogram!(t::CACHE_SIMILARITY).record(f64::from(*best));
+        }
+        for (id, sim, entry) in neighbours.into_iter().take(MAX_VERIFIED) {
+            if sim < threshold {
+                break;
+            }
+            let entry = match entry {
+                Some(e) => e,
+                None => match self.load_entry(id)? {
+                    Some(e) => e,
+                    None => continue,
+                },
+            };
+            let cached_query = entry.query.as_deref().unwrap_or_default();
+            if verify(query, cached_query, sim, &self.verify).is_accept() {
+                let hit = self.hit(CacheOutcome::HitSemantic, id, &entry, Some(sim))?;
+                self.count_hit(&hit, group);
+                return Ok(Lookup {
+                    hit: Some(hit),
+                    embedding: Some(embedding),
+                });
+            }
+        }
+        self.count_miss();
+        Ok(Lookup {
+            hit: None,
+            embedding: Some(embedding),
+        })
+    }
+
+    /// The top-k neighbours of a prompt with their verdicts, for tuning (no side effects).
+    pub async fn dry_run(
+        &self,
+        keys: &CacheKeys,
+        threshold: f32,
+    ) -> Result<Vec<Candidate>, CacheError> {
+        let (Some(scope), Some(query)) = (&keys.scope, &keys.query) else {
+            return Ok(Vec::new());
+        };
+        let embedding = self.embed(query).await?;
+        let mut out = Vec::new();
+        for (id, sim, entry) in self.neighbours(&embedding, scope)? {
+            let entry = match entry {
+                Some(e) => Some(e),
+                None => self.load_entry(id)?,
+            };
+            let cached_query = entry.and_then(|e| e.query);
+            let verdict = verify(
+                query,
+                cached_query.as_deref().unwrap_or_default(),
+                sim,
+                &self.verify,
+            );
+            out.push(Candidate {
+                entry_id: id,
+                similarity: sim,
+                cached_query,
+                above_threshold: sim >= threshold,
+                verdict,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn embed(&self, text: &str) -> Result<Vec<f32>, CacheError> {
+        let started = Instant::now();
+        let v = self.embedder.embed(text).await?;
+        metrics::histogram!(t::EMBED_DURATION).record(started.elapsed().as_secs_f64());
+        Ok(v)
+    }
+
+    fn count_miss(&self) {
+        self.stats.misses.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records a hit served (including coalesced ones) and what it saved.
+    pub fn count_hit(&self, hit: &Hit, group: &str) {
+        let counter = match hit.kind {
+            CacheOutcome::HitExact => &self.stats.hits_exact,
+            CacheOutcome::HitSemantic => &self.stats.hits_semantic,
+            _ => &self.stats.hits_coalesced,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .tokens_saved
+            .fetch_add(hit.usage.total_tokens, Ordering::Relaxed);
+        metrics::counter!(t::CACHE_TOKENS_SAVED_TOTAL, "model_group" => group.to_string())
+            .increment(hit.usage.total_tokens);
+        if let Some((pin, pout)) = self.prices.get(group) {
+            let usd =
+                hit.usage.prompt_tokens as f64 * pin + hit.usage.completion_tokens as f64 * pout;
+            self.stats
+                .usd_saved_micros
+                .fetch_add((usd * 1e6).round() as u64, Ordering::Relaxed);
+            metrics::gauge!(t::CACHE_USD_SAVED, "model_group" => group.to_string()).increment(usd);
+        }
+    }
+
+    /// Joins an identical in-flight miss, or becomes its leader.
+    pub fn join_flight(self: &Arc<Self>, key: [u8; 32]) -> Flight {
+        let mut map = self.inflight.lock();
+        if let Some(rx) = map.get(&key) {
+            return Flight::Follower(rx.clone());
+        }
+        let (tx, rx) = watch::channel(FlightState::Pending);
+        map.insert(key, rx);
+        Flight::Leader(FlightGuard {
+            engine: Arc::clone(self),
+            key,
+            tx,
+            done: false,
+        })
+    }
+
+    /// Stores an answer if it finished cleanly (`stop` / `tool_calls`): RocksDB, then the index.
+    /// Returns the entry id, or `None` when the answer is not cacheable.
+    pub async fn store_answer(
+        &self,
+        namespace: &str,
+        group: &str,
+        keys: CacheKeys,
+        embedding: Option<Vec<f32>>,
+        completion: &Value,
+        usage: Usage,
+        ttl: Option<Duration>,
+    ) -> Result<Option<u64>, CacheError> {
+        if !cacheable(completion) {
+            return Ok(None);
+        }
+        let embedding = match (&keys.query, embedding) {
+            (Some(_), Some(e)) => Some(e),
+            (Some(q), None) if keys.scope.is_some() => Some(self.embed(q).await?),
+            _ => None,
+        };
+        let now = now_ms();
+        let ttl = ttl.or_else(|| {
+            self.settings
+                .read()
+                .default_ttl_seconds
+                .map(Duration::from_secs)
+        });
+        let expires_ms = ttl.map_or(0, |d| now.saturating_add(d.as_millis() as u64).max(1));
+        let entry = CacheEntry::new(
+            namespace,
+            group,
+            keys.exact,
+            keys.scope,
+            keys.query,
+            embedding,
+            completion.to_string(),
+            usage,
+            now,
+            expires_ms,
+        );
+        let bytes = entry
+            .encode()
+            .map_err(|detail| CacheError::Corrupt { id: 0, detail })?;
+        let id = self.store.next_id()?;
+        // Source of truth first: once this returns, a crash cannot lose the entry.
+        self.store.put_entry(id, &bytes, Some(&entry.exact))?;
+        // An older entry under the same exact key is superseded.
+        let mut old = None;
+        {
+            let mut live = self.live.write();
+            if let Some((&old_id, _)) = live.entries.iter().find(|(_, m)| m.exact == entry.exact) {
+                live.remove(old_id);
+                old = Some(old_id);
+            }
+            live.insert(
+                id,
+                Meta {
+                    namespace: entry.namespace.clone(),
+                    group: entry.model_group.clone(),
+                    exact: entry.exact,
+                    scope: entry.scope,
+                    expires_ms,
+                    bytes: bytes.len() as u64,
+                    last_access_ms: AtomicU64::new(now),
+                },
+            );
+        }
+        if let Some(old_id) = old {
+            self.store.delete_entry(old_id, None)?;
+            self.tombstones.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(v) = &entry.embedding {
+            if let Err(e) = self.index.get().insert(id, v) {
+                tracing::warn!(id, error = %e, "entry stored but not indexed");
+            }
+        }
+        self.inserts_since_snapshot.fetch_add(1, Ordering::Relaxed);
+        self.enforce_bounds();
+        Ok(Some(id))
+    }
+
+    /// Deletes one entry; returns whether it existed.
+    pub fn delete(&self, id: u64) -> Result<bool, CacheError> {
+        let removed = self.live.write().remove(id);
+        match removed {
+            Some(m) => {
+                self.store.delete_entry(id, Some(&m.exact))?;
+                if m.scope.is_some() {
+                    self.tombstones.fetch_add(1, Ordering::Relaxed);
+                }
+                self.update_gauges();
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Deletes every entry, or those of one namespace and/or model group. Returns how many.
+    pub fn flush(&self, namespace: Option<&str>, group: Option<&str>) -> Result<usize, CacheError> {
+        let ids: Vec<u64> = self
+            .live
+            .read()
+            .entries
+            .iter()
+            .filter(|(_, m)| {
+                namespace.is_none_or(|n| m.namespace == n) && group.is_none_or(|g| m.group == g)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &ids {
+            self.delete(*id)?;
+        }
+        Ok(ids.len())
+    }
+
+    /// Evicts least recently used entries beyond the size bounds.
+    fn enforce_bounds(&self) {
+        let (max_entries, max_bytes) = {
+            let s = self.settings.read();
+            (s.max_entries, s.max_bytes)
+        };
+        let over = |live: &Live| {
+            max_entries.is_some_and(|m| live.entries.len() as u64 > m)
+                || max_bytes.is_some_and(|m| live.bytes > m)
+        };
+        if !over(&self.live.read()) {
+            self.update_gauges();
+            return;
+        }
+        let mut by_age: Vec<(u64, u64)> = self
+            .live
+            .read()
+            .entries
+            .iter()
+            .map(|(id, m)| (m.last_access_ms.load(Ordering::Relaxed), *id))
+            .collect();
+        by_age.sort_unstable();
+        for (_, id) in by_age {
+            if !over(&self.live.read()) {
+                break;
+            }
+            if let Err(e) = self.delete(id) {
+                tracing::warn!(id, error = %e, "eviction failed");
+                break;
+            }
+        }
+        self.update_gauges();
+    }
+
+    /// Removes expired entries from the store and the live table.
+    pub fn sweep_expired(&self) -> usize {
+        let now = now_ms();
+        let ids: Vec<u64> = self
+            .live
+            .read()
+            .entries
+            .iter()
+            .filter(|(_, m)| m.expires_ms != 0 && now >= m.expires_ms)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &ids {
+            let _ = self.delete(*id);
+        }
+        ids.len()
+    }
+
+    /// Rebuilds the index from the store when tombstones pass the threshold, then swaps it in.
+    /// Lookups keep using the old index meanwhile. Blocking.
+    pub fn maybe_rebuild(&self) -> Result<bool, CacheError> {
+        let index_len = self.index.get().len();
+        let tomb = self.tombstones.load(Ordering::Relaxed);
+        if tomb < 64 || (tomb as f64) < TOMBSTONE_FRACTION * index_len as f64 {
+            return Ok(false);
+        }
+        let Some(_guard) = self.rebuilding.try_lock() else {
+            return Ok(false);
+        };
+        let started = Instant::now();
+        let upto = self.store.last_entry_id()?.unwrap_or(0);
+        let vectors = self.live_vectors(0, upto)?;
+        let count = vectors.len();
+        let fresh = VectorIndex::rebuild(
+            IndexParams {
+                capacity_hint: count.max(10_000),
+                ..IndexParams::default()
+            },
+            vectors,
+        );
+        self.index.swap(fresh);
+        self.tombstones.store(0, Ordering::Relaxed);
+        // Entries written while the rebuild ran went into the old index: replay them.
+        let newer = self.live_vectors(upto + 1, u64::MAX)?;
+        if let Err(e) = self.index.get().insert_batch(&newer) {
+            tracing::warn!(error = %e, "replay after rebuild failed");
+        }
+        tracing::info!(
+            entries = count,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "index rebuilt and swapped in"
+        );
+        Ok(true)
+    }
+
+    fn live_vectors(&self, from: u64, to: u64) -> Result<Vec<(u64, Vec<f32>)>, CacheError> {
+        let mut out = Vec::new();
+        for record in self.store.entries_from(from) {
+            let (id, bytes) = record?;
+            if id > to {
+                break;
+            }
+            if !self.live.read().entries.contains_key(&id) {
+                continue;
+            }
+            if let Ok(CacheEntry {
+                embedding: Some(v), ..
+            }) = CacheEntry::decode(&bytes)
+            {
+                out.push((id, v));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes an index snapshot covering every entry up to the current last id. Blocking.
+    pub fn snapshot(&self) -> Result<(), CacheError> {
+        let last = self.store.last_entry_id()?.unwrap_or(0);
+        self.inserts_since_snapshot.store(0, Ordering::Relaxed);
+        self.index
+            .get()
+            .save(&self.snapshot_dir, last)
+            .map_err(|e| CacheError::Startup(format!("snapshot failed: {e}")))?;
+        self.store.sync()?;
+        Ok(())
+    }
+
+    /// Periodic upkeep: expiry, rebuild, snapshot. Blocking; run off the HTTP workers.
+    pub fn maintain(&self) {
+        let expired = self.sweep_expired();
+        if expired > 0 {
+            tracing::debug!(expired, "expired cache entries removed");
+        }
+        if let Err(e) = self.maybe_rebuild() {
+            tracing::warn!(error = %e, "index rebuild failed");
+        }
+        if self.inserts_since_snapshot.load(Ordering::Relaxed) > 0 {
+            if let Err(e) = self.snapshot() {
+                tracing::warn!(error = %e, "index snapshot failed");
+            }
+        }
+    }
+
+    fn update_gauges(&self) {
+        let live = self.live.read();
+        metrics::gauge!(t::CACHE_ENTRIES).set(live.entries.len() as f64);
+        metrics::gauge!(t::CACHE_BYTES).set(live.bytes as f64);
+    }
+
+    /// Everything `/admin/cache/stats` reports.
+    pub fn stats(&self) -> Value {
+        let s = &self.stats;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let hits = get(&s.hits_exact) + get(&s.hits_semantic) + get(&s.hits_coalesced);
+        let served = hits + get(&s.misses);
+        let live = self.live.read();
+        let histogram: Vec<Value> = s
+            .similarity
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                serde_json::json!({
+                    "from": i as f32 / SIM_BUCKETS as f32,
+                    "to": (i + 1) as f32 / SIM_BUCKETS as f32,
+                    "count": get(c)
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "entries": live.entries.len(),
+            "bytes": live.bytes,
+            "index_size": self.index.get().len(),
+            "tombstones": self.tombstones.load(Ordering::Relaxed),
+            "lookups": get(&s.lookups),
+            "hits": {"exact": get(&s.hits_exact), "semantic": get(&s.hits_semantic), "coalesced": get(&s.hits_coalesced), "total": hits},
+            "misses": get(&s.misses),
+            "hit_rate": if served == 0 { 0.0 } else { hits as f64 / served as f64 },
+            "tokens_saved": get(&s.tokens_saved),
+            "usd_saved": get(&s.usd_saved_micros) as f64 / 1e6,
+            "similarity_histogram": histogram,
+        })
+    }
+}
+
+/// Only answers that finished normally are worth serving again.
+pub fn cacheable(completion: &Value) -> bool {
+    completion
+        .get("choices")
+        .and_then(Value::as_array)
+        .is_some_and(|choices| {
+            !choices.is_empty()
+                && choices.iter().all(|c| {
+                    matches!(
+                        c.get("finish_reason").and_then(Value::as_str),
+                        Some("stop" | "tool_calls")
+                    )
+                })
+        })
+}

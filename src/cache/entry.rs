@@ -1,0 +1,118 @@
+//! The stored form of one cached answer (bincode in the store's `entries` column family).
+
+use crate::wire::Usage;
+use serde::{Deserialize, Serialize};
+
+/// Format version written with every entry, so a future layout can be told apart.
+const FORMAT: u8 = 1;
+
+/// One cached answer and what it answers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CacheEntry {
+    /// Format version.
+    pub format: u8,
+    /// Tenant namespace.
+    pub namespace: String,
+    /// Model group.
+    pub model_group: String,
+    /// Exact-match key.
+    pub exact: [u8; 32],
+    /// Semantic scope, if the request could be matched semantically.
+    pub scope: Option<[u8; 32]>,
+    /// The last user message, for verification of later look-alikes.
+    pub query: Option<String>,
+    /// Its embedding (kept so the index can be rebuilt from the store alone).
+    pub embedding: Option<Vec<f32>>,
+    /// The `chat.completion` object, as JSON text.
+    pub completion: String,
+    /// Tokens the original call used.
+    pub prompt_tokens: u64,
+    /// Tokens the original call produced.
+    pub completion_tokens: u64,
+    /// Unix milliseconds when stored.
+    pub created_ms: u64,
+    /// Unix milliseconds after which it must not be served (0: never expires).
+    pub expires_ms: u64,
+}
+
+impl CacheEntry {
+    /// A new entry in the current format.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        namespace: &str,
+        model_group: &str,
+        exact: [u8; 32],
+        scope: Option<[u8; 32]>,
+        query: Option<String>,
+        embedding: Option<Vec<f32>>,
+        completion: String,
+        usage: Usage,
+        created_ms: u64,
+        expires_ms: u64,
+    ) -> Self {
+        Self {
+            format: FORMAT,
+            namespace: namespace.to_string(),
+            model_group: model_group.to_string(),
+            exact,
+            scope,
+            query,
+            embedding,
+            completion,
+            prompt_tokens: usage.prompt_tokens,
+            completion_tokens: usage.completion_tokens,
+            created_ms,
+            expires_ms,
+        }
+    }
+
+    /// Encodes for the store.
+    pub fn encode(&self) -> Result<Vec<u8>, String> {
+        bincode::serde::encode_to_vec(self, bincode::config::standard()).map_err(|e| e.to_string())
+    }
+
+    /// Decodes from the store.
+    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
+        bincode::serde::decode_from_slice::<Self, _>(bytes, bincode::config::standard())
+            .map(|(e, _)| e)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Whether it has expired at `now_ms`.
+    pub fn expired(&self, now_ms: u64) -> bool {
+        self.expires_ms != 0 && now_ms >= self.expires_ms
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let e = CacheEntry::new(
+            "ns",
+            "g",
+            [1; 32],
+            Some([2; 32]),
+            Some("q".into()),
+            Some(vec![0.5; 4]),
+            "{}".into(),
+            Usage::default(),
+            5,
+            0,
+        );
+        let d = CacheEntry::decode(&e.encode().unwrap()).unwrap();
+        assert_eq!(d.scope, Some([2; 32]));
+        assert_eq!(d.embedding.unwrap().len(), 4);
+        assert!(!d.expired(u64::MAX));
+        assert!(CacheEntry::decode(b"garbage").is_err());
+    }
+}
