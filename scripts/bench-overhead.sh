@@ -16,6 +16,7 @@
 #        BENCH_SLUICE_CPUS=0  BENCH_LOAD_CPUS=1
 #        BENCH_OUT=target/bench-overhead       (raw outputs, config, logs)
 #        BENCH_SLUICE_LOG_LEVEL=info           (Sluice's log level; info logs every request)
+#        BENCH_BIN_DIR=DIR                     (use DIR/sluice and DIR/sluice-mock-upstream, no build)
 # Needs: wrk (scripts/setup.sh installs it) and oha from crates.io (`cargo install oha --locked`;
 #        the script installs it when missing, which takes several minutes). Debian has no wrk2.
 set -euo pipefail
@@ -56,10 +57,16 @@ if [ ! -x "$OHA" ]; then
     cargo install oha --locked </dev/null
 fi
 
-log "building release binaries"
-cargo build --release --bins
-SLUICE="$TARGET_DIR/release/sluice"
-MOCK="$TARGET_DIR/release/sluice-mock-upstream"
+if [ -n "${BENCH_BIN_DIR:-}" ]; then
+    BIN_DIR="$BENCH_BIN_DIR"
+    log "using the binaries in $BIN_DIR (no build)"
+else
+    BIN_DIR="$TARGET_DIR/release"
+    log "building release binaries"
+    cargo build --release --bins
+fi
+SLUICE="$BIN_DIR/sluice"
+MOCK="$BIN_DIR/sluice-mock-upstream"
 
 rm -rf "$OUT"
 mkdir -p "$OUT"
@@ -106,8 +113,8 @@ general_settings: {master_key: $KEY}
 sluice: {workers: $WORKERS, log_level: $LOG_LEVEL}
 EOF
 SLUICE_URL="$(start sluice "sluice listening on" \
-    env -u SLUICE_MASTER_KEY -u SLUICE_CONFIG -u RUST_LOG \
-    pin "$SLUICE_CPUS" "$SLUICE" serve --config "$OUT/sluice.yaml" --listen 127.0.0.1:0)"
+    pin "$SLUICE_CPUS" env -u SLUICE_MASTER_KEY -u SLUICE_CONFIG -u RUST_LOG \
+    "$SLUICE" serve --config "$OUT/sluice.yaml" --listen 127.0.0.1:0)"
 SLUICE_PID="$(cat "$OUT/sluice.pid")"
 log "mock upstream $MOCK_URL (pid $MOCK_PID), sluice $SLUICE_URL (pid $SLUICE_PID, workers $WORKERS)"
 
@@ -225,7 +232,7 @@ for sc in [s for (t, s) in rows if t == "direct"]:
     d, t = rows[("direct", sc)], rows.get(("through", sc))
     if t is None:
         continue
-    label = names.get(sc, f"fixed {sc.split('-')[1]} req/s (oha -c32)")
+    label = names[sc] if sc in names else f"fixed {sc.split('-')[-1]} req/s (oha -c32)"
     print(f"| {label} | {ms(d['p50'])} | {ms(t['p50'])} | {ms(t['p50'] - d['p50'])} | {ms(d['p99'])} | {ms(t['p99'])} "
           f"| {ms(t['p99'] - d['p99'])} | {d['rps']:,.0f} | {t['rps']:,.0f} | {t['cpu']} | {d['errs']}/{t['errs']} |")
 PY

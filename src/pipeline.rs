@@ -166,7 +166,10 @@ pub async fn chat(
     let mut ctx = None;
     let mut outcome = CacheOutcome::Bypass;
     if let Some(engine) = state.cache.as_ref().filter(|c| c.settings().enabled) {
-        let namespace = principal.namespace().to_string();
+        let namespace = control
+            .namespace
+            .clone()
+            .unwrap_or_else(|| principal.namespace().to_string());
         let keys = cache::keys(&namespace, &group, &req);
         let mut embedding = None;
         if !control.no_cache {

@@ -15,6 +15,9 @@ pub struct CacheControl {
     pub threshold: Option<f32>,
     /// TTL for the stored answer.
     pub ttl: Option<Duration>,
+    /// Cache namespace chosen by the caller (LiteLLM's `cache.namespace`); entries in one
+    /// namespace are never served to another.
+    pub namespace: Option<String>,
 }
 
 /// A control with a bad value: the header or field name, and why.
@@ -54,6 +57,21 @@ fn ttl_secs(param: &str, v: f64) -> Result<Duration, ControlError> {
     }
 }
 
+fn namespace(param: &str, v: &str) -> Result<String, ControlError> {
+    let ok = !v.is_empty()
+        && v.len() <= 128
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:/".contains(&b));
+    if ok {
+        Ok(v.to_string())
+    } else {
+        Err(bad(
+            param,
+            "namespace must be 1-128 characters of [A-Za-z0-9-_.:/]",
+        ))
+    }
+}
+
 /// Reads the controls from headers and the body's `cache` field.
 pub fn parse(
     headers: &HeaderMap,
@@ -87,6 +105,9 @@ pub fn parse(
             .map_err(|_| bad("x-sluice-cache-ttl", format!("not a number: \"{v}\"")))?;
         c.ttl = Some(ttl_secs("x-sluice-cache-ttl", secs)?);
     }
+    if let Some(v) = header(headers, "x-sluice-cache-namespace")? {
+        c.namespace = Some(namespace("x-sluice-cache-namespace", v)?);
+    }
     match body_cache {
         None | Some(Value::Null) => {}
         Some(Value::Object(m)) => {
@@ -98,6 +119,8 @@ pub fn parse(
                     ("ttl" | "s-maxage", Value::Number(n)) => {
                         c.ttl = Some(ttl_secs(&param, n.as_f64().unwrap_or(-1.0))?);
                     }
+                    ("namespace", Value::String(s)) => c.namespace = Some(namespace(&param, s)?),
+                    ("namespace", _) => return Err(bad(&param, "must be a string")),
                     ("no-cache" | "no-store", _) => return Err(bad(&param, "must be a boolean")),
                     ("ttl" | "s-maxage", _) => {
                         return Err(bad(&param, "must be a number of seconds"))
@@ -105,7 +128,7 @@ pub fn parse(
                     _ => {
                         return Err(bad(
                             &param,
-                            "unknown cache control (known: no-cache, no-store, ttl)",
+                            "unknown cache control (known: no-cache, no-store, ttl, namespace)",
                         ))
                     }
                 }

@@ -23,11 +23,18 @@ pub struct TestGateway {
 pub struct GatewayBuilder {
     config: Option<String>,
     env: Vec<(String, String)>,
+    data_dir: Option<PathBuf>,
 }
 
 impl GatewayBuilder {
     pub fn config(mut self, yaml: impl Into<String>) -> Self {
         self.config = Some(yaml.into());
+        self
+    }
+
+    /// Uses this data directory for `{data_dir}` in the config (to restart on the same data).
+    pub fn data_dir(mut self, dir: &std::path::Path) -> Self {
+        self.data_dir = Some(dir.to_path_buf());
         self
     }
 
@@ -41,10 +48,11 @@ impl GatewayBuilder {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
         cmd.arg("serve").arg("--listen").arg("127.0.0.1:0");
         if let Some(yaml) = &self.config {
-            let yaml = yaml.replace(
-                "{data_dir}",
-                &dir.path().join("state").display().to_string(),
-            );
+            let data = self
+                .data_dir
+                .clone()
+                .unwrap_or_else(|| dir.path().join("state"));
+            let yaml = yaml.replace("{data_dir}", &data.display().to_string());
             let path = dir.path().join("config.yaml");
             std::fs::write(&path, yaml).unwrap();
             cmd.arg("--config").arg(path);
