@@ -110,7 +110,7 @@ model_list:
   - model_name: bench
     litellm_params: {model: openai/bench, api_base: $MOCK_URL/v1, api_key: dummy}
 general_settings: {master_key: $KEY}
-sluice: {workers: $WORKERS, log_level: $LOG_LEVEL}
+sluice: {workers: $WORKERS, log_level: $LOG_LEVEL, cache: {enabled: false}}
 EOF
 SLUICE_URL="$(start sluice "sluice listening on" \
     pin "$SLUICE_CPUS" env -u SLUICE_MASTER_KEY -u SLUICE_CONFIG -u RUST_LOG \

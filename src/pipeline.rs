@@ -6,7 +6,7 @@
 
 use crate::auth::Principal;
 use crate::cache::{
-    self, replay, CacheControl, CacheEngine, CacheKeys, CacheOutcome, Flight, FlightGuard,
+    self, replay, Answer, CacheControl, CacheEngine, CacheKeys, CacheOutcome, Flight, FlightGuard,
     FlightState, Hit,
 };
 use crate::config::Deployment;
@@ -112,9 +112,11 @@ impl CacheCtx {
                     &group,
                     self.keys,
                     self.embedding,
-                    &completion,
-                    usage,
-                    self.control.ttl,
+                    Answer {
+                        completion: &completion,
+                        usage,
+                        ttl: self.control.ttl,
+                    },
                 )
                 .await;
             if let Err(e) = r {
@@ -251,9 +253,11 @@ pub async fn chat(
                         &group,
                         cc.keys,
                         cc.embedding,
-                        &completion,
-                        c.usage,
-                        cc.control.ttl,
+                        Answer {
+                            completion: &completion,
+                            usage: c.usage,
+                            ttl: cc.control.ttl,
+                        },
                     )
                     .await;
                 if let Err(e) = r {

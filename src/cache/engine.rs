@@ -194,6 +194,17 @@ impl Drop for FlightGuard {
     }
 }
 
+/// An upstream answer to store.
+#[derive(Debug, Clone, Copy)]
+pub struct Answer<'a> {
+    /// The `chat.completion` object.
+    pub completion: &'a Value,
+    /// What it cost upstream.
+    pub usage: Usage,
+    /// Time to live; `None` uses the default.
+    pub ttl: Option<Duration>,
+}
+
 /// Leader or follower of an identical in-flight miss.
 pub enum Flight {
     /// Go upstream and complete the guard.
@@ -648,10 +659,13 @@ impl CacheEngine {
         group: &str,
         keys: CacheKeys,
         embedding: Option<Vec<f32>>,
-        completion: &Value,
-        usage: Usage,
-        ttl: Option<Duration>,
+        answer: Answer<'_>,
     ) -> Result<Option<u64>, CacheError> {
+        let Answer {
+            completion,
+            usage,
+            ttl,
+        } = answer;
         if !cacheable(completion) {
             return Ok(None);
         }

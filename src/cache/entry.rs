@@ -111,7 +111,7 @@ mod tests {
         );
         let d = CacheEntry::decode(&e.encode().unwrap()).unwrap();
         assert_eq!(d.scope, Some([2; 32]));
-        assert_eq!(d.embedding.unwrap().len(), 4);
+        assert_eq!(d.embedding.as_ref().unwrap().len(), 4);
         assert!(!d.expired(u64::MAX));
         assert!(CacheEntry::decode(b"garbage").is_err());
     }

@@ -14,8 +14,8 @@ pub mod verify;
 
 pub use control::CacheControl;
 pub use engine::{
-    cacheable, CacheEngine, CacheError, CacheOptions, Candidate, Flight, FlightGuard, FlightState,
-    Hit, Lookup,
+    cacheable, Answer, CacheEngine, CacheError, CacheOptions, Candidate, Flight, FlightGuard,
+    FlightState, Hit, Lookup,
 };
 pub use key::{keys, CacheKeys};
 pub use settings::CacheSettings;

@@ -170,6 +170,12 @@ struct StreamGuard {
     done: bool,
 }
 
+impl StreamGuard {
+    fn complete(&mut self) {
+        self.done = true;
+    }
+}
+
 impl Drop for StreamGuard {
     fn drop(&mut self) {
         if self.done {
@@ -196,7 +202,7 @@ fn sse(shared: Arc<Shared>, frames: Vec<String>, delay: Duration) -> HttpRespons
                     Some((Ok::<_, actix_web::Error>(Bytes::from(f)), (it, guard)))
                 }
                 None => {
-                    guard.done = true;
+                    guard.complete();
                     None
                 }
             }
