@@ -44,7 +44,12 @@ if [ "$PIN" = 1 ] && { ! command -v taskset >/dev/null || [ "$(nproc)" -lt 2 ]; 
     log "taskset missing or fewer than 2 CPUs: not pinning"
     PIN=0
 fi
-pin() { local cpus="$1"; shift; if [ "$PIN" = 1 ]; then taskset -c "$cpus" "$@"; else "$@"; fi; }
+# Command prefixes (arrays, so a backgrounded command's $! is the process itself).
+PIN_SLUICE=() PIN_LOAD=()
+if [ "$PIN" = 1 ]; then
+    PIN_SLUICE=(taskset -c "$SLUICE_CPUS")
+    PIN_LOAD=(taskset -c "$LOAD_CPUS")
+fi
 
 # --- tools and binaries ------------------------------------------------------------------------
 
@@ -75,11 +80,16 @@ RESULTS="$OUT/results.tsv"
 
 # --- processes ---------------------------------------------------------------------------------
 
-PIDS=()
+# Each started process writes its pid to $OUT/NAME.pid (start runs in a subshell).
 cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+    local f p
+    for f in "$OUT"/*.pid; do
+        [ -f "$f" ] || continue
+        p="$(cat "$f")"
+        kill "$p" 2>/dev/null || true
+        for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+        rm -f "$f"
+    done
 }
 trap cleanup EXIT
 
@@ -89,7 +99,6 @@ start() {
     local name="$1" pattern="$2"; shift 2
     "$@" >"$OUT/$name.stdout" 2>"$OUT/$name.stderr" </dev/null &
     local pid=$!
-    PIDS+=("$pid")
     echo "$pid" >"$OUT/$name.pid"
     local i addr=""
     for i in $(seq 1 300); do
@@ -102,7 +111,7 @@ start() {
     echo "$addr"
 }
 
-MOCK_URL="$(start mock "mock upstream listening on" pin "$LOAD_CPUS" "$MOCK" --listen 127.0.0.1:0 --workers 1)"
+MOCK_URL="$(start mock "mock upstream listening on" "${PIN_LOAD[@]}" "$MOCK" --listen 127.0.0.1:0 --workers 1)"
 MOCK_PID="$(cat "$OUT/mock.pid")"
 
 cat >"$OUT/sluice.yaml" <<EOF
@@ -110,10 +119,14 @@ model_list:
   - model_name: bench
     litellm_params: {model: openai/bench, api_base: $MOCK_URL/v1, api_key: dummy}
 general_settings: {master_key: $KEY}
-sluice: {workers: $WORKERS, log_level: $LOG_LEVEL, cache: {enabled: false}}
+sluice:
+  workers: $WORKERS
+  log_level: $LOG_LEVEL
+  data_dir: $OUT/data
+  cache: {enabled: false}
 EOF
 SLUICE_URL="$(start sluice "sluice listening on" \
-    pin "$SLUICE_CPUS" env -u SLUICE_MASTER_KEY -u SLUICE_CONFIG -u RUST_LOG \
+    "${PIN_SLUICE[@]}" env -u SLUICE_MASTER_KEY -u SLUICE_CONFIG -u RUST_LOG \
     "$SLUICE" serve --config "$OUT/sluice.yaml" --listen 127.0.0.1:0)"
 SLUICE_PID="$(cat "$OUT/sluice.pid")"
 log "mock upstream $MOCK_URL (pid $MOCK_PID), sluice $SLUICE_URL (pid $SLUICE_PID, workers $WORKERS)"
@@ -154,7 +167,7 @@ run_wrk() {
     log "$target $scenario: wrk -t$threads -c$conns -d${DURATION}s"
     local s0 s1
     s0="$(cpu_ticks "$SLUICE_PID")"
-    pin "$LOAD_CPUS" wrk -t"$threads" -c"$conns" -d"${DURATION}s" --latency -s "$OUT/post.lua" \
+    "${PIN_LOAD[@]}" wrk -t"$threads" -c"$conns" -d"${DURATION}s" --latency -s "$OUT/post.lua" \
         "$url/v1/chat/completions" >"$raw"
     s1="$(cpu_ticks "$SLUICE_PID")"
     local line p50 p99 rps reqs errs
@@ -177,7 +190,7 @@ run_oha() {
     log "$target fixed: oha -q $RATE -c 32 -z ${DURATION}s"
     local s0 s1
     s0="$(cpu_ticks "$SLUICE_PID")"
-    pin "$LOAD_CPUS" "$OHA" --no-tui --output-format json --latency-correction -z "${DURATION}s" \
+    "${PIN_LOAD[@]}" "$OHA" --no-tui --output-format json --latency-correction -z "${DURATION}s" \
         -q "$RATE" -c 32 -m POST -H 'content-type: application/json' -H "authorization: Bearer $KEY" \
         -d "$BODY" "$url/v1/chat/completions" >"$raw"
     s1="$(cpu_ticks "$SLUICE_PID")"
@@ -206,7 +219,7 @@ PY
 for target in direct through; do
     if [ "$target" = direct ]; then url="$MOCK_URL"; else url="$SLUICE_URL"; fi
     log "$target: warm-up"
-    pin "$LOAD_CPUS" wrk -t2 -c32 -d2s -s "$OUT/post.lua" "$url/v1/chat/completions" >/dev/null
+    "${PIN_LOAD[@]}" wrk -t2 -c32 -d2s -s "$OUT/post.lua" "$url/v1/chat/completions" >/dev/null
     run_wrk "$target" c1 1 1 "$url"
     run_wrk "$target" c32 2 32 "$url"
     run_oha "$target" "$url"

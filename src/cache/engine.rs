@@ -111,6 +111,20 @@ struct Meta {
     last_access_ms: AtomicU64,
 }
 
+impl Meta {
+    fn of(entry: &CacheEntry, bytes: usize, last_access_ms: u64) -> Self {
+        Self {
+            namespace: entry.namespace.clone(),
+            group: entry.model_group.clone(),
+            exact: entry.exact,
+            scope: entry.scope,
+            expires_ms: entry.expires_ms,
+            bytes: bytes as u64,
+            last_access_ms: AtomicU64::new(last_access_ms),
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Live {
     entries: HashMap<u64, Meta>,
@@ -303,18 +317,7 @@ impl CacheEngine {
                 expired.push((id, entry.exact));
                 continue;
             }
-            live.insert(
-                id,
-                Meta {
-                    namespace: entry.namespace.clone(),
-                    group: entry.model_group.clone(),
-                    exact: entry.exact,
-                    scope: entry.scope,
-                    expires_ms: entry.expires_ms,
-                    bytes: bytes.len() as u64,
-                    last_access_ms: AtomicU64::new(entry.created_ms),
-                },
-            );
+            live.insert(id, Meta::of(&entry, bytes.len(), entry.created_ms));
             if let Some(v) = entry.embedding {
                 vectors.push((id, v));
             }
@@ -698,28 +701,17 @@ impl CacheEngine {
             .encode()
             .map_err(|detail| CacheError::Corrupt { id: 0, detail })?;
         let id = self.store.next_id()?;
+        let previous = self.store.get_exact(&entry.exact)?;
         // Source of truth first: once this returns, a crash cannot lose the entry.
         self.store.put_entry(id, &bytes, Some(&entry.exact))?;
         // An older entry under the same exact key is superseded.
-        let mut old = None;
+        let old = previous.filter(|old| *old != id);
         {
             let mut live = self.live.write();
-            if let Some((&old_id, _)) = live.entries.iter().find(|(_, m)| m.exact == entry.exact) {
+            if let Some(old_id) = old {
                 live.remove(old_id);
-                old = Some(old_id);
             }
-            live.insert(
-                id,
-                Meta {
-                    namespace: entry.namespace.clone(),
-                    group: entry.model_group.clone(),
-                    exact: entry.exact,
-                    scope: entry.scope,
-                    expires_ms,
-                    bytes: bytes.len() as u64,
-                    last_access_ms: AtomicU64::new(now),
-                },
-            );
+            live.insert(id, Meta::of(&entry, bytes.len(), now));
         }
         if let Some(old_id) = old {
             self.store.delete_entry(old_id, None)?;

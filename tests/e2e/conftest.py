@@ -2,8 +2,13 @@
 
 The binary is taken from $SLUICE_BIN, else $CARGO_TARGET_DIR/debug/sluice, else
 <repo>/target/debug/sluice (scripts/test.sh builds it first). It is started with its built-in
-config (model groups `mock`, `mock-slow`, `mock-embedding`), an ephemeral port and a master key,
-and is stopped (SIGTERM, then SIGKILL) when the session ends.
+config (model groups `mock`, `mock-slow`, `mock-embedding`; semantic cache on), an ephemeral
+port and a master key, in a fresh temporary working directory (so its `./data/state` is new and
+private to the run; `./models` links to the repository's), and is stopped (SIGTERM, then SIGKILL)
+when the session ends.
+
+The `client` fixture gives every test its own cache namespace (`x-sluice-cache-namespace`), so a
+test never sees answers cached by another one.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,12 +61,13 @@ class Sluice:
     def api_base(self) -> str:
         return f"{self.base_url}/v1"
 
-    def client(self, key: str | None = None) -> openai.OpenAI:
+    def client(self, key: str | None = None, namespace: str | None = None) -> openai.OpenAI:
         return openai.OpenAI(
             base_url=self.api_base,
             api_key=self.key if key is None else key,
             max_retries=0,
             timeout=30.0,
+            default_headers={"x-sluice-cache-namespace": namespace} if namespace else None,
         )
 
 
@@ -91,7 +98,7 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 @pytest.fixture(scope="session")
-def sluice() -> Sluice:
+def sluice(tmp_path_factory: pytest.TempPathFactory) -> Sluice:
     global _LOG_PATH
     binary = sluice_binary()
     if not binary.is_file():
@@ -106,6 +113,10 @@ def sluice() -> Sluice:
     env.pop("OPENAI_API_KEY", None)  # would add real OpenAI model groups to the built-in config
     env.setdefault("RUST_LOG", "info")
 
+    workdir = tmp_path_factory.mktemp("sluice-cwd")
+    if (REPO / "models").is_dir():
+        (workdir / "models").symlink_to(REPO / "models", target_is_directory=True)
+
     log_file = tempfile.NamedTemporaryFile(prefix="sluice-e2e-", suffix=".log", delete=False)
     _LOG_PATH = Path(log_file.name)
     proc = subprocess.Popen(
@@ -115,7 +126,7 @@ def sluice() -> Sluice:
         stderr=log_file,
         env=env,
         text=True,
-        cwd=REPO,
+        cwd=workdir,
     )
     log_file.close()
     lines: queue.Queue = queue.Queue()
@@ -161,9 +172,16 @@ def _wait_ready(base_url: str, deadline: float) -> None:
         time.sleep(0.05)
 
 
-@pytest.fixture(scope="session")
-def client(sluice: Sluice) -> openai.OpenAI:
-    return sluice.client()
+@pytest.fixture
+def namespace() -> str:
+    """A cache namespace of this test's own."""
+    return f"e2e-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def client(sluice: Sluice, namespace: str) -> openai.OpenAI:
+    """An SDK client with the master key, in this test's cache namespace."""
+    return sluice.client(namespace=namespace)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):  # noqa: ARG001

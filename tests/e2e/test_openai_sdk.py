@@ -1,7 +1,9 @@
 """The official OpenAI Python SDK against a real `sluice serve` (built-in mock config).
 
 What a user of the OpenAI API would do, pointed at Sluice: chat (plain and streaming),
-embeddings, the model list, and the errors the SDK maps to its exception classes.
+embeddings, the model list, the errors the SDK maps to its exception classes, and the cache
+as seen from a client (headers, exact and semantic hits, replay as a stream, cache controls).
+Each test has its own cache namespace (see conftest.py), so it starts from an empty cache.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import math
 import time
 import urllib.error
 import urllib.request
+import uuid
 
 from typing import TYPE_CHECKING
 
@@ -21,6 +24,8 @@ if TYPE_CHECKING:
     from conftest import Sluice
 
 MOCK_PREFIX = "This is a mock answer, not a real model. You said: "
+# Neither read nor write the cache: the request goes to the upstream (the mock) every time.
+UPSTREAM_ONLY = {"cache-control": "no-cache, no-store"}
 
 
 def user(text: str) -> list[dict]:
@@ -39,8 +44,9 @@ def test_chat_completion_echoes_prompt_with_usage_and_headers(client: openai.Ope
     raw = client.chat.completions.with_raw_response.create(model="mock", messages=user(prompt))
 
     assert raw.status_code == 200
-    assert raw.headers.get("x-sluice-route"), "x-sluice-route names the deployment that answered"
+    assert raw.headers.get("x-sluice-route", "").startswith("mock"), "names the deployment that answered"
     assert raw.headers.get("x-request-id"), "every response carries x-request-id"
+    assert raw.headers.get("x-sluice-cache") == "miss"
     assert raw.headers.get("content-type", "").startswith("application/json")
 
     completion = raw.parse()
@@ -75,8 +81,14 @@ def test_chat_answers_the_last_user_message(client: openai.OpenAI) -> None:
 
 
 def test_chat_is_deterministic(client: openai.OpenAI) -> None:
-    a = client.chat.completions.create(model="mock", messages=user("same prompt"))
-    b = client.chat.completions.create(model="mock", messages=user("same prompt"))
+    a = client.chat.completions.with_raw_response.create(
+        model="mock", messages=user("same prompt"), extra_headers=UPSTREAM_ONLY
+    )
+    b = client.chat.completions.with_raw_response.create(
+        model="mock", messages=user("same prompt"), extra_headers=UPSTREAM_ONLY
+    )
+    assert a.headers["x-sluice-cache"] == b.headers["x-sluice-cache"] == "bypass"
+    a, b = a.parse(), b.parse()
     assert a.choices[0].message.content == b.choices[0].message.content
     assert a.id != b.id, "each completion gets its own id"
 
@@ -117,9 +129,17 @@ def test_unknown_fields_are_accepted(client: openai.OpenAI) -> None:
 
 def test_stream_deltas_concatenate_to_the_non_streaming_answer(client: openai.OpenAI) -> None:
     prompt = "Tell me a story about a sluice gate."
-    expected = client.chat.completions.create(model="mock", messages=user(prompt)).choices[0].message.content
+    expected = (
+        client.chat.completions.create(model="mock", messages=user(prompt), extra_headers=UPSTREAM_ONLY)
+        .choices[0]
+        .message.content
+    )
 
-    chunks = list(client.chat.completions.create(model="mock", messages=user(prompt), stream=True))
+    chunks = list(
+        client.chat.completions.create(
+            model="mock", messages=user(prompt), stream=True, extra_headers=UPSTREAM_ONLY
+        )
+    )
     assert len(chunks) > 2, "the answer arrives in several chunks"
     for c in chunks:
         assert c.object == "chat.completion.chunk"
@@ -159,8 +179,9 @@ def test_stream_raw_response_headers(client: openai.OpenAI) -> None:
         model="mock", messages=user("headers while streaming"), stream=True
     )
     assert raw.headers.get("content-type", "").startswith("text/event-stream")
-    assert raw.headers.get("x-sluice-route")
+    assert raw.headers.get("x-sluice-route", "").startswith("mock")
     assert raw.headers.get("x-request-id")
+    assert raw.headers.get("x-sluice-cache") == "miss"
     text = "".join(c.choices[0].delta.content or "" for c in raw.parse() if c.choices)
     assert text.endswith(mock_answer("headers while streaming"))
 
@@ -170,7 +191,10 @@ def test_stream_is_forwarded_as_it_arrives(client: openai.OpenAI) -> None:
     # client well before the last one, i.e. the gateway does not buffer the whole answer.
     started = time.monotonic()
     arrivals = []
-    for c in client.chat.completions.create(model="mock-slow", messages=user("one two three four five"), stream=True):
+    stream = client.chat.completions.create(
+        model="mock-slow", messages=user("one two three four five"), stream=True, extra_headers=UPSTREAM_ONLY
+    )
+    for c in stream:
         if c.choices and c.choices[0].delta.content:
             arrivals.append(time.monotonic() - started)
     assert len(arrivals) >= 5
@@ -317,6 +341,104 @@ def test_invalid_json_is_400(sluice: Sluice) -> None:
         urllib.request.urlopen(req, timeout=10)
     assert exc.value.code == 400
     assert json.loads(exc.value.read())["error"]["type"] == "invalid_request_error"
+
+
+# --- the cache, as a client sees it ------------------------------------------------------------
+
+
+def chat_raw(client: openai.OpenAI, prompt: str, **kwargs):
+    return client.chat.completions.with_raw_response.create(model="mock", messages=user(prompt), **kwargs)
+
+
+def test_repeated_request_is_an_exact_hit(client: openai.OpenAI) -> None:
+    first = chat_raw(client, "How do canal locks work?")
+    second = chat_raw(client, "How do canal locks work?")
+    assert first.headers["x-sluice-cache"] == "miss"
+    assert second.headers["x-sluice-cache"] == "hit-exact"
+    assert second.headers["x-sluice-route"] == "cache"
+    assert second.headers.get("x-sluice-cache-entry")
+    a, b = first.parse(), second.parse()
+    assert b.choices[0].message.content == a.choices[0].message.content
+    assert b.object == "chat.completion"
+    assert b.usage is not None
+
+
+def test_near_duplicate_is_a_semantic_hit(client: openai.OpenAI) -> None:
+    # Same question, punctuation changed: the local embedding model finds the stored answer.
+    first = chat_raw(client, "Explain how a sluice gate works, in detail.")
+    second = chat_raw(client, "Explain how a sluice gate works in detail")
+    assert first.headers["x-sluice-cache"] == "miss"
+    assert second.headers["x-sluice-cache"] == "hit-semantic"
+    similarity = float(second.headers["x-sluice-cache-similarity"])
+    assert 0.0 < similarity <= 1.0
+    assert second.parse().choices[0].message.content == first.parse().choices[0].message.content
+
+
+def test_unrelated_question_is_a_miss(client: openai.OpenAI) -> None:
+    chat_raw(client, "Explain how a sluice gate works, in detail.")
+    other = chat_raw(client, "Give me a recipe for lemon cake.")
+    assert other.headers["x-sluice-cache"] == "miss"
+    assert other.parse().choices[0].message.content.endswith(mock_answer("Give me a recipe for lemon cake."))
+
+
+def test_cached_answer_is_replayed_as_a_stream(client: openai.OpenAI) -> None:
+    prompt = "What is a weir?"
+    expected = chat_raw(client, prompt).parse().choices[0].message.content
+    raw = chat_raw(client, prompt, stream=True, stream_options={"include_usage": True})
+    assert raw.headers["x-sluice-cache"] == "hit-exact"
+    assert raw.headers.get("content-type", "").startswith("text/event-stream")
+    chunks = list(raw.parse())
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == expected
+    assert chunks[-1].usage is not None and chunks[-1].choices == []
+
+
+def test_streamed_answer_is_cached(client: openai.OpenAI) -> None:
+    prompt = "Why do rivers meander?"
+    streamed = "".join(
+        c.choices[0].delta.content or ""
+        for c in client.chat.completions.create(model="mock", messages=user(prompt), stream=True)
+        if c.choices
+    )
+    # The write happens when the stream finishes; give it a moment.
+    for _ in range(50):
+        again = chat_raw(client, prompt)
+        if again.headers["x-sluice-cache"] == "hit-exact":
+            break
+        time.sleep(0.1)
+    assert again.headers["x-sluice-cache"] == "hit-exact"
+    assert again.parse().choices[0].message.content == streamed
+
+
+def test_no_cache_skips_the_lookup(client: openai.OpenAI) -> None:
+    chat_raw(client, "What is a dam?")
+    fresh = chat_raw(client, "What is a dam?", extra_headers={"cache-control": "no-cache"})
+    assert fresh.headers["x-sluice-cache"] == "bypass"
+    assert fresh.headers["x-sluice-route"].startswith("mock")
+
+
+def test_no_store_keeps_the_answer_out(client: openai.OpenAI) -> None:
+    chat_raw(client, "What is a spillway?", extra_headers={"cache-control": "no-store"})
+    assert chat_raw(client, "What is a spillway?").headers["x-sluice-cache"] == "miss"
+
+
+def test_litellm_cache_field_is_honoured(client: openai.OpenAI) -> None:
+    chat_raw(client, "What is a levee?")
+    fresh = chat_raw(client, "What is a levee?", extra_body={"cache": {"no-cache": True}})
+    assert fresh.headers["x-sluice-cache"] == "bypass"
+
+
+def test_namespaces_do_not_share_answers(sluice: Sluice) -> None:
+    a = sluice.client(namespace="e2e-ns-a-" + uuid.uuid4().hex[:8])
+    b = sluice.client(namespace="e2e-ns-b-" + uuid.uuid4().hex[:8])
+    assert chat_raw(a, "What is a flood gate?").headers["x-sluice-cache"] == "miss"
+    assert chat_raw(b, "What is a flood gate?").headers["x-sluice-cache"] == "miss"
+    assert chat_raw(a, "What is a flood gate?").headers["x-sluice-cache"] == "hit-exact"
+
+
+def test_bad_cache_control_value_is_400(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as exc:
+        chat_raw(client, "x", extra_headers={"x-sluice-cache-threshold": "2"})
+    assert exc.value.param == "x-sluice-cache-threshold"
 
 
 # --- health and metrics (no key needed) --------------------------------------------------------

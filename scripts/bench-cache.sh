@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Cache hits over HTTP: exact and semantic hit latency at c=1 and throughput at c=32, through the
+# real release binary with the real embedding model (the upstream is only called once, to seed).
+#
+# Usage: scripts/bench-cache.sh      Env: BENCH_DURATION=10  BENCH_OUT=target/bench-cache
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+DURATION="${BENCH_DURATION:-10}"
+OUT="${BENCH_OUT:-$ROOT/target/bench-cache}"
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+KEY="sk-bench-cache"
+command -v wrk >/dev/null || scripts/setup.sh </dev/null
+scripts/fetch-models.sh >/dev/null
+cargo build --release --bins
+rm -rf "$OUT"; mkdir -p "$OUT"
+
+PIDS=()
+trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
+wait_addr() { # FILE PATTERN -> prints http://ADDR
+    for _ in $(seq 1 600); do
+        local a; a="$(sed -n "s|^$2 \(http://[0-9.:]*\).*|\1|p" "$1" | head -n 1)"
+        [ -n "$a" ] && { echo "$a"; return; }
+        sleep 0.1
+    done
+    echo "bench: no listening line in $1" >&2; exit 1
+}
+"$TARGET_DIR/release/sluice-mock-upstream" --listen 127.0.0.1:0 >"$OUT/mock.out" 2>&1 & PIDS+=($!)
+MOCK="$(wait_addr "$OUT/mock.out" "mock upstream listening on")"
+cat >"$OUT/sluice.yaml" <<YAML
+model_list:
+  - model_name: bench
+    litellm_params: {model: openai/bench, api_base: $MOCK/v1, api_key: dummy}
+general_settings: {master_key: $KEY}
+sluice: {data_dir: $OUT/state, log_level: warn, cache: {models_dir: $ROOT/models}}
+YAML
+"$TARGET_DIR/release/sluice" serve --config "$OUT/sluice.yaml" --listen 127.0.0.1:0 >"$OUT/sluice.out" 2>"$OUT/sluice.err" & PIDS+=($!)
+URL="$(wait_addr "$OUT/sluice.out" "sluice listening on")"
+
+body() { printf '{"model":"bench","messages":[{"role":"user","content":"%s"}]}' "$1"; }
+post() { curl -s -D "$OUT/h" -o /dev/null -H "authorization: Bearer $KEY" -H 'content-type: application/json' -d "$(body "$1")" "$URL/v1/chat/completions"; grep -i '^x-sluice-cache:' "$OUT/h" | tr -d '\r' | awk '{print $2}'; }
+echo "seed: $(post 'How do I reset my password?')"
+echo "exact: $(post 'How do I reset my password?')"
+echo "semantic: $(post 'how do i reset my password')"
+
+run() { # NAME THREADS CONNS PROMPT
+    cat >"$OUT/$1.lua" <<LUA
+wrk.method = "POST"
+wrk.body = '$(body "$4")'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer $KEY"
+done = function(s, l, r)
+  io.write(string.format("RESULT %d %d %.0f %d\n", l:percentile(50), l:percentile(99), s.requests / (s.duration / 1e6), s.errors.status + s.errors.connect + s.errors.read + s.errors.timeout))
+end
+LUA
+    wrk -t"$2" -c"$3" -d"${DURATION}s" --latency -s "$OUT/$1.lua" "$URL/v1/chat/completions" >"$OUT/$1.txt"
+    read -r _ p50 p99 rps errs < <(grep '^RESULT' "$OUT/$1.txt")
+    awk -v n="$1" -v c="$3" -v a="$p50" -v b="$p99" -v r="$rps" -v e="$errs" \
+        'BEGIN { printf "| %s | %d | %.3f | %.3f | %s | %s |\n", n, c, a / 1000, b / 1000, r, e }'
+}
+echo
+echo "| scenario | connections | p50 ms | p99 ms | req/s | errors |"
+echo "|---|---|---|---|---|---|"
+run exact-c1 1 1 'How do I reset my password?'
+run semantic-c1 1 1 'how do i reset my password'
+run exact-c32 2 32 'How do I reset my password?'
+run semantic-c32 2 32 'how do i reset my password'
