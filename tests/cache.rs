@@ -459,3 +459,64 @@ async fn kill_9_and_damaged_snapshot_lose_nothing() {
     assert!(log.contains("rebuilding the index from RocksDB"), "{log}");
     assert_eq!(fake.call_count(), 2);
 }
+
+#[tokio::test]
+async fn eviction_delete_and_flush() {
+    let fake = FakeOpenAi::start();
+    let gw = gateway(&fake, "  cache:\n    max_entries: 2\n");
+    for q in [
+        "What is a monad?",
+        "What is a functor?",
+        "What is a semigroup?",
+    ] {
+        assert_eq!(ask(&gw, q).await.cache, "miss");
+    }
+    // The least recently used entry went when the third arrived.
+    assert_eq!(ask(&gw, "What is a monad?").await.cache, "miss");
+    let hit = ask(&gw, "What is a semigroup?").await;
+    assert_eq!(hit.cache, "hit-exact");
+    let id = hit.headers["x-sluice-cache-entry"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let (s, _) = admin(
+        &gw,
+        reqwest::Method::DELETE,
+        &format!("/admin/cache/entries/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (s, _) = admin(
+        &gw,
+        reqwest::Method::DELETE,
+        &format!("/admin/cache/entries/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 404);
+    assert_eq!(
+        ask(&gw, "What is a semigroup?").await.cache,
+        "miss",
+        "deleted entries are not served"
+    );
+    let (s, b) = admin(
+        &gw,
+        reqwest::Method::POST,
+        "/admin/cache/flush",
+        Some(json!({"model": "gpt-x"})),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(b["deleted"], 2);
+    let (_, stats) = admin(&gw, reqwest::Method::GET, "/admin/cache/stats", None).await;
+    assert_eq!(stats["entries"], 0);
+    let (s, _) = admin(
+        &gw,
+        reqwest::Method::POST,
+        "/admin/cache/flush",
+        Some(json!({"model": "nope"})),
+    )
+    .await;
+    assert_eq!(s, 404);
+}
