@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::sync::OnceLock;
 
-/// Knobs of the verifier. Defaults are the measured ones (BENCHMARKS-embed.md).
+/// Knobs of the verifier. Defaults are the measured ones (BENCHMARKS.md).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct VerifyConfig {

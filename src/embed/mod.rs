@@ -406,7 +406,7 @@ pub(crate) mod tests {
         assert!(msg.contains("scripts/fetch-models.sh"), "{msg}");
     }
 
-    /// Latency figures for BENCHMARKS-embed.md:
+    /// Latency figures for BENCHMARKS.md:
     /// `cargo test --release --lib embed::tests::latency -- --ignored --nocapture`.
     #[test]
     #[ignore = "benchmark: run in release with --ignored --nocapture"]
