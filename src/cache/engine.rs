@@ -275,6 +275,8 @@ impl CacheEngine {
         std::fs::create_dir_all(&opts.data_dir).map_err(|e| {
             CacheError::Startup(format!("cannot create {}: {e}", opts.data_dir.display()))
         })?;
+        // The model first: a missing model file is the likeliest start-up error, so fail fast.
+        let embedder = Embedder::load(&opts.embed)?;
         let store = Store::open_with(
             &opts.data_dir.join("db"),
             StoreOptions {
@@ -362,7 +364,6 @@ impl CacheEngine {
                 (VectorIndex::rebuild(params, vectors.clone()), 0)
             }
         };
-        let embedder = Embedder::load(&opts.embed)?;
         let engine = Arc::new(Self {
             store,
             index: SharedIndex::new(index),

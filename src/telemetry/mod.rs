@@ -117,7 +117,8 @@ fn describe() {
 pub fn init_logging(settings: &LogSettings) -> Option<tracing_appender::non_blocking::WorkerGuard> {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&settings.level))
+        // hnsw_rs reports every index build at info; keep its lines for debugging only.
+        .or_else(|_| EnvFilter::try_new(format!("{},hnsw_rs=warn", settings.level)))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
     let builder = tracing_subscriber::fmt()
