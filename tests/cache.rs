@@ -24,6 +24,15 @@ fn gateway(fake: &FakeOpenAi, extra_sluice: &str) -> TestGateway {
         .spawn()
 }
 
+/// A config whose data directory the test chooses, to restart on the same data.
+fn restartable_config(fake: &FakeOpenAi) -> String {
+    config_for(
+        &fake.base,
+        &["gpt-x"],
+        &format!("general_settings:\n  master_key: {MASTER}\nsluice:\n  data_dir: {{data_dir}}\n"),
+    )
+}
+
 struct Answer {
     cache: String,
     status: u16,
@@ -307,13 +316,7 @@ async fn admin_threshold_changes_outcome_and_survives_restart() {
     let fake = FakeOpenAi::start();
     let data = tempfile::tempdir().unwrap();
     let mut gw = TestGateway::builder()
-        .config(config_for(
-            &fake.base,
-            &["gpt-x"],
-            &format!(
-                "general_settings:\n  master_key: {MASTER}\nsluice:\n  data_dir: {{data_dir}}\n"
-            ),
-        ))
+        .config(restartable_config(&fake))
         .data_dir(data.path())
         .spawn();
     ask(&gw, "What's the best way to learn Rust?").await;
@@ -374,13 +377,7 @@ async fn admin_threshold_changes_outcome_and_survives_restart() {
         Some(0)
     );
     let gw = TestGateway::builder()
-        .config(config_for(
-            &fake.base,
-            &["gpt-x"],
-            &format!(
-                "general_settings:\n  master_key: {MASTER}\nsluice:\n  data_dir: {{data_dir}}\n"
-            ),
-        ))
+        .config(restartable_config(&fake))
         .data_dir(data.path())
         .spawn();
     let (_, cfg) = admin(&gw, reqwest::Method::GET, "/admin/cache/config", None).await;
@@ -406,11 +403,7 @@ async fn admin_threshold_changes_outcome_and_survives_restart() {
 async fn kill_9_and_damaged_snapshot_lose_nothing() {
     let fake = FakeOpenAi::start();
     let data = tempfile::tempdir().unwrap();
-    let cfg = config_for(
-        &fake.base,
-        &["gpt-x"],
-        &format!("general_settings:\n  master_key: {MASTER}\nsluice:\n  data_dir: {{data_dir}}\n"),
-    );
+    let cfg = restartable_config(&fake);
     let mut gw = TestGateway::builder()
         .config(cfg.clone())
         .data_dir(data.path())

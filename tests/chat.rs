@@ -4,7 +4,7 @@
 mod common;
 
 use common::fake_openai::{stream_frames, FakeOpenAi};
-use common::{client, config_for, TestGateway};
+use common::{client, config_for, post_json, TestGateway};
 use serde_json::{json, Value};
 
 fn user(text: &str) -> Value {
@@ -67,12 +67,12 @@ async fn request_id_is_generated_and_prefix_is_optional() {
     let gw = TestGateway::builder()
         .config(config_for(&fake.base, &["gpt-x"], ""))
         .spawn();
-    let resp = client()
-        .post(gw.url("/chat/completions"))
-        .json(&json!({"model": "gpt-x", "messages": user("hi")}))
-        .send()
-        .await
-        .unwrap();
+    let resp = post_json(
+        &gw,
+        "/chat/completions",
+        &json!({"model": "gpt-x", "messages": user("hi")}),
+    )
+    .await;
     assert_eq!(resp.status(), 200);
     let id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
     assert_eq!(id.len(), 36, "uuid generated: {id}");
@@ -100,12 +100,12 @@ async fn streaming_passes_chunks_and_strips_usage_it_added() {
         .config(config_for(&fake.base, &["gpt-x"], ""))
         .spawn();
     // Without include_usage: Sluice asks upstream for usage (to count tokens) and strips it.
-    let resp = client()
-        .post(gw.url("/v1/chat/completions"))
-        .json(&json!({"model": "gpt-x", "messages": user("one two three"), "stream": true}))
-        .send()
-        .await
-        .unwrap();
+    let resp = post_json(
+        &gw,
+        "/v1/chat/completions",
+        &json!({"model": "gpt-x", "messages": user("one two three"), "stream": true}),
+    )
+    .await;
     assert_eq!(resp.status(), 200);
     assert!(resp.headers()["content-type"]
         .to_str()
@@ -148,12 +148,12 @@ async fn chunks_arrive_before_the_stream_ends() {
     let gw = TestGateway::builder()
         .config(config_for(&fake.base, &["fake-slow-stream"], ""))
         .spawn();
-    let mut resp = client()
-        .post(gw.url("/v1/chat/completions"))
-        .json(&json!({"model": "fake-slow-stream", "messages": user("x"), "stream": true}))
-        .send()
-        .await
-        .unwrap();
+    let mut resp = post_json(
+        &gw,
+        "/v1/chat/completions",
+        &json!({"model": "fake-slow-stream", "messages": user("x"), "stream": true}),
+    )
+    .await;
     // The upstream sends a chunk every 100 ms for ~4 s; the first must arrive long before.
     let started = std::time::Instant::now();
     let first = resp.chunk().await.unwrap().unwrap();
@@ -188,12 +188,12 @@ async fn broken_upstream_stream_is_passed_on_as_is() {
     let gw = TestGateway::builder()
         .config(config_for(&fake.base, &["fake-broken-stream"], ""))
         .spawn();
-    let resp = client()
-        .post(gw.url("/v1/chat/completions"))
-        .json(&json!({"model": "fake-broken-stream", "messages": user("x"), "stream": true}))
-        .send()
-        .await
-        .unwrap();
+    let resp = post_json(
+        &gw,
+        "/v1/chat/completions",
+        &json!({"model": "fake-broken-stream", "messages": user("x"), "stream": true}),
+    )
+    .await;
     let (chunks, done, _) = read_sse(resp).await;
     assert!(!done, "no [DONE] is invented");
     assert_eq!(chunks.len(), 2);
@@ -205,12 +205,12 @@ async fn embeddings_and_models() {
     let gw = TestGateway::builder()
         .config(config_for(&fake.base, &["emb", "gpt-x"], ""))
         .spawn();
-    let resp = client()
-        .post(gw.url("/v1/embeddings"))
-        .json(&json!({"model": "emb", "input": "hello", "encoding_format": "float"}))
-        .send()
-        .await
-        .unwrap();
+    let resp = post_json(
+        &gw,
+        "/v1/embeddings",
+        &json!({"model": "emb", "input": "hello", "encoding_format": "float"}),
+    )
+    .await;
     assert_eq!(resp.status(), 200);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["data"][0]["embedding"][1], -0.5);
@@ -243,30 +243,30 @@ async fn embeddings_and_models() {
 #[tokio::test]
 async fn builtin_config_serves_the_mock_without_keys() {
     let gw = TestGateway::builder().spawn();
-    let body: Value = client()
-        .post(gw.url("/v1/chat/completions"))
-        .json(&json!({"model": "mock", "messages": user("ping")}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body: Value = post_json(
+        &gw,
+        "/v1/chat/completions",
+        &json!({"model": "mock", "messages": user("ping")}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
     let content = body["choices"][0]["message"]["content"].as_str().unwrap();
     assert!(
         content.contains("mock") && content.ends_with("You said: ping"),
         "{content}"
     );
     assert!(gw.stderr().contains("no master key configured"));
-    let emb: Value = client()
-        .post(gw.url("/v1/embeddings"))
-        .json(&json!({"model": "mock-embedding", "input": ["a", "b"], "dimensions": 8}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let emb: Value = post_json(
+        &gw,
+        "/v1/embeddings",
+        &json!({"model": "mock-embedding", "input": ["a", "b"], "dimensions": 8}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
     assert_eq!(emb["data"].as_array().unwrap().len(), 2);
     assert_eq!(emb["data"][0]["embedding"].as_array().unwrap().len(), 8);
 }

@@ -1,7 +1,7 @@
 //! `/admin/cache/...`: live cache settings, stats, dry-run lookups, flush and delete.
 //! Master key only.
 
-use super::read_body;
+use super::{read_body, read_json};
 use crate::auth::authenticate;
 use crate::cache::{self, CacheEngine, CacheSettings};
 use crate::error::ApiError;
@@ -45,8 +45,7 @@ pub async fn put_config(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let c = admin_cache(&state, &req)?;
-    let body = read_body(&req, payload, state.config.server.max_body_bytes).await?;
-    let patch: Value = parse_json(&body)?;
+    let patch: Value = read_json(&req, payload, &state).await?;
     let Value::Object(patch) = patch else {
         return Err(ApiError::invalid(
             "",
@@ -99,8 +98,7 @@ pub async fn lookup(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let c = admin_cache(&state, &req)?;
-    let body = read_body(&req, payload, state.config.server.max_body_bytes).await?;
-    let b: LookupBody = parse_json(&body)?;
+    let b: LookupBody = read_json(&req, payload, &state).await?;
     let group = crate::pipeline::route(&state, &b.model)?
         .model_group
         .clone();

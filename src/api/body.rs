@@ -52,6 +52,16 @@ pub async fn read_body(
     Ok(buf.freeze())
 }
 
+/// Reads the body with the configured limit and parses it as JSON, naming any bad field.
+pub async fn read_json<T: for<'de> serde::Deserialize<'de>>(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &crate::state::AppState,
+) -> Result<T, ApiError> {
+    let body = read_body(req, payload, state.config.server.max_body_bytes).await?;
+    Ok(crate::wire::parse_json(&body)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,13 +1,13 @@
 //! `POST /v1/chat/completions` and `POST /v1/embeddings`.
 
-use super::read_body;
+use super::read_json;
 use crate::auth::authenticate;
 use crate::cache;
 use crate::error::ApiError;
 use crate::pipeline::{self, Reply, ReplyBody};
 use crate::state::AppState;
 use crate::telemetry as t;
-use crate::wire::{parse_json, ChatRequest, EmbeddingsRequest};
+use crate::wire::{ChatRequest, EmbeddingsRequest};
 use actix_web::http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
@@ -111,8 +111,7 @@ pub async fn chat_completions(
     let mut model = None;
     let result = async {
         let principal = authenticate(&state, req.headers())?;
-        let body = read_body(&req, payload, state.config.server.max_body_bytes).await?;
-        let chat: ChatRequest = parse_json(&body)?;
+        let chat: ChatRequest = read_json(&req, payload, &state).await?;
         model = Some(chat.model.clone());
         chat.validate()?;
         let control = cache::control::parse(req.headers(), chat.cache.as_ref())
@@ -133,8 +132,7 @@ pub async fn embeddings(
     let mut model = None;
     let result = async {
         authenticate(&state, req.headers())?;
-        let body = read_body(&req, payload, state.config.server.max_body_bytes).await?;
-        let emb: EmbeddingsRequest = parse_json(&body)?;
+        let emb: EmbeddingsRequest = read_json(&req, payload, &state).await?;
         model = Some(emb.model.clone());
         emb.validate()?;
         pipeline::embeddings(&state, emb).await

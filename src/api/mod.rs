@@ -9,7 +9,7 @@ mod chat;
 mod health;
 mod models;
 
-pub use body::{read_body, RequestId};
+pub use body::{read_body, read_json, RequestId};
 pub use chat::{CACHE_HEADER, ROUTE_HEADER};
 
 use crate::error::ApiError;

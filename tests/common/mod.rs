@@ -171,3 +171,12 @@ pub fn client() -> reqwest::Client {
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
+
+/// POSTs JSON to the gateway.
+pub async fn post_json(
+    gw: &TestGateway,
+    path: &str,
+    body: &serde_json::Value,
+) -> reqwest::Response {
+    client().post(gw.url(path)).json(body).send().await.unwrap()
+}
