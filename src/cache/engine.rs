@@ -32,6 +32,10 @@ const MAX_VERIFIED: usize = 4;
 const SEARCH_K: usize = 8;
 /// Rebuild the index when tombstones pass this share of it.
 const TOMBSTONE_FRACTION: f64 = 0.2;
+/// Take a snapshot after this many inserts...
+const SNAPSHOT_AFTER_INSERTS: usize = 10_000;
+/// ...or this long after the last one, when anything was inserted since.
+const SNAPSHOT_AFTER: Duration = Duration::from_secs(300);
 /// Key of the persisted settings.
 const SETTINGS_KEY: &str = "cache.settings";
 /// Buckets of the similarity histogram (0.0-0.05, ..., 0.95-1.0).
@@ -259,6 +263,7 @@ pub struct CacheEngine {
     tombstones: AtomicUsize,
     inserts_since_snapshot: AtomicUsize,
     rebuilding: Mutex<()>,
+    last_snapshot: Mutex<Instant>,
     snapshot_dir: PathBuf,
     groups: Vec<String>,
     prices: HashMap<String, (f64, f64)>,
@@ -376,6 +381,7 @@ impl CacheEngine {
             tombstones: AtomicUsize::new(tombstones),
             inserts_since_snapshot: AtomicUsize::new(0),
             rebuilding: Mutex::new(()),
+            last_snapshot: Mutex::new(Instant::now()),
             snapshot_dir,
             groups: opts.groups,
             prices: opts.prices,
@@ -658,7 +664,7 @@ impl CacheEngine {
     /// Stores an answer if it finished cleanly (`stop` / `tool_calls`): RocksDB, then the index.
     /// Returns the entry id, or `None` when the answer is not cacheable.
     pub async fn store_answer(
-        &self,
+        self: &Arc<Self>,
         namespace: &str,
         group: &str,
         keys: CacheKeys,
@@ -698,12 +704,21 @@ impl CacheEngine {
             now,
             expires_ms,
         );
+        // RocksDB writes and the graph insert block: keep them off the async workers.
+        let this = Arc::clone(self);
+        tokio::task::spawn_blocking(move || this.write_entry(entry, now))
+            .await
+            .map_err(|e| CacheError::Startup(format!("write-back task failed: {e}")))?
+            .map(Some)
+    }
+
+    /// Stores an entry: RocksDB first (durable once this returns), then the live table and index.
+    fn write_entry(&self, entry: CacheEntry, now: u64) -> Result<u64, CacheError> {
         let bytes = entry
             .encode()
             .map_err(|detail| CacheError::Corrupt { id: 0, detail })?;
         let id = self.store.next_id()?;
         let previous = self.store.get_exact(&entry.exact)?;
-        // Source of truth first: once this returns, a crash cannot lose the entry.
         self.store.put_entry(id, &bytes, Some(&entry.exact))?;
         // An older entry under the same exact key is superseded.
         let old = previous.filter(|old| *old != id);
@@ -725,7 +740,7 @@ impl CacheEngine {
         }
         self.inserts_since_snapshot.fetch_add(1, Ordering::Relaxed);
         self.enforce_bounds();
-        Ok(Some(id))
+        Ok(id)
     }
 
     /// Deletes one entry; returns whether it existed.
@@ -872,6 +887,7 @@ impl CacheEngine {
 
     /// Writes an index snapshot covering every entry up to the current last id. Blocking.
     pub fn snapshot(&self) -> Result<(), CacheError> {
+        *self.last_snapshot.lock() = Instant::now();
         let last = self.store.last_entry_id()?.unwrap_or(0);
         self.inserts_since_snapshot.store(0, Ordering::Relaxed);
         self.index
@@ -891,7 +907,11 @@ impl CacheEngine {
         if let Err(e) = self.maybe_rebuild() {
             tracing::warn!(error = %e, "index rebuild failed");
         }
-        if self.inserts_since_snapshot.load(Ordering::Relaxed) > 0 {
+        // A snapshot blocks inserts while it dumps the graph: take one after many inserts, or
+        // after a quiet spell, not on every tick.
+        let pending = self.inserts_since_snapshot.load(Ordering::Relaxed);
+        let since = self.last_snapshot.lock().elapsed();
+        if pending >= SNAPSHOT_AFTER_INSERTS || (pending > 0 && since >= SNAPSHOT_AFTER) {
             if let Err(e) = self.snapshot() {
                 tracing::warn!(error = %e, "index snapshot failed");
             }
