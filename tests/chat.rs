@@ -309,3 +309,43 @@ async fn metrics_report_requests_tokens_and_latency() {
         assert!(text.contains(needle), "missing {needle} in\n{text}");
     }
 }
+
+#[tokio::test]
+async fn json_logs_carry_the_request_line() {
+    let fake = FakeOpenAi::start();
+    let gw = TestGateway::builder()
+        .config(config_for(
+            &fake.base,
+            &["gpt-x"],
+            "sluice:\n  log_format: json\n  cache: {enabled: false}\n",
+        ))
+        .spawn();
+    let resp = client()
+        .post(gw.url("/v1/chat/completions"))
+        .header("x-request-id", "log-me-1")
+        .json(&json!({"model": "gpt-x", "messages": user("hi")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-sluice-cache"], "bypass");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let log = gw.stderr();
+        let line = log
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|v| v["request_id"] == "log-me-1");
+        if let Some(v) = line {
+            assert_eq!(v["status"], 200);
+            assert_eq!(v["route"], "gpt-x/0");
+            assert_eq!(v["path"], "/v1/chat/completions");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no JSON request line in:\n{log}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
