@@ -70,7 +70,20 @@ count() {
     total=$((total + ${n:-0}))
     echo "$total"
 }
+skipped() {
+    local total=0 n
+    n="$(sed -n 's/.*tests\? run: [0-9]\+ passed, \([0-9]\+\) skipped.*/\1/p' "$LOGS"/nextest.log 2>/dev/null | tail -n 1)"
+    total=$((total + ${n:-0}))
+    n="$(sed -n 's/^[0-9]\+ passed, \([0-9]\+\) skipped.*/\1/p' "$LOGS"/pytest.log | tail -n 1)"
+    total=$((total + ${n:-0}))
+    echo "$total"
+}
 passed="$(count)"
+skips="$(skipped)"
 current="done"
 printf '\nAll checks passed: fmt, clippy, Rust tests, end-to-end tests.\n'
-printf 'test.sh: %s passed, 0 failed\n' "$passed"
+if [ "$skips" -gt 0 ]; then
+    printf 'test.sh: %s passed, 0 failed, %s skipped\n' "$passed" "$skips"
+else
+    printf 'test.sh: %s passed, 0 failed\n' "$passed"
+fi

@@ -6,6 +6,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+// glibc malloc was ~12% of CPU at c=32 (perf); mimalloc cut CPU per request by about a fifth.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit code for a config that cannot be used.
 const EXIT_CONFIG: u8 = 2;
 

@@ -61,6 +61,9 @@ pub enum CacheError {
     /// Start-up failed.
     #[error("cache start-up failed: {0}")]
     Startup(String),
+    /// Writing the index snapshot failed.
+    #[error("index snapshot failed: {0}")]
+    Snapshot(String),
 }
 
 /// A served answer.
@@ -708,7 +711,9 @@ impl CacheEngine {
         let this = Arc::clone(self);
         tokio::task::spawn_blocking(move || this.write_entry(entry, now))
             .await
-            .map_err(|e| CacheError::Startup(format!("write-back task failed: {e}")))?
+            .map_err(|e| {
+                CacheError::Store(StoreError::Engine(format!("write-back task failed: {e}")))
+            })?
             .map(Some)
     }
 
@@ -888,12 +893,16 @@ impl CacheEngine {
     /// Writes an index snapshot covering every entry up to the current last id. Blocking.
     pub fn snapshot(&self) -> Result<(), CacheError> {
         *self.last_snapshot.lock() = Instant::now();
+        let index = self.index.get();
+        if index.is_empty() {
+            // Nothing to save: start-up rebuilds an empty index for free.
+            return Ok(());
+        }
         let last = self.store.last_entry_id()?.unwrap_or(0);
         self.inserts_since_snapshot.store(0, Ordering::Relaxed);
-        self.index
-            .get()
+        index
             .save(&self.snapshot_dir, last)
-            .map_err(|e| CacheError::Startup(format!("snapshot failed: {e}")))?;
+            .map_err(|e| CacheError::Snapshot(e.to_string()))?;
         self.store.sync()?;
         Ok(())
     }
