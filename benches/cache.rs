@@ -39,6 +39,23 @@ fn open(dir: &std::path::Path) -> Arc<CacheEngine> {
     .unwrap()
 }
 
+/// Stores a canned answer under `keys`, as a write-back after a miss would.
+fn store(
+    rt: &tokio::runtime::Runtime,
+    engine: &Arc<CacheEngine>,
+    ns: &str,
+    keys: cache::CacheKeys,
+) {
+    let answer = completion("cached");
+    let stored = Answer {
+        completion: &answer,
+        usage: Usage::default(),
+        ttl: None,
+    };
+    rt.block_on(engine.store_answer(ns, "bench", keys, None, stored))
+        .unwrap();
+}
+
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -60,19 +77,7 @@ fn bench(c: &mut Criterion) {
         let a = request(p["a"].as_str().unwrap());
         let b = request(p["b"].as_str().unwrap());
         let ka = cache::keys(ns, "bench", &a);
-        let answer = completion("cached");
-        rt.block_on(engine.store_answer(
-            ns,
-            "bench",
-            ka,
-            None,
-            Answer {
-                completion: &answer,
-                usage: Usage::default(),
-                ttl: None,
-            },
-        ))
-        .unwrap();
+        store(&rt, &engine, ns, ka);
         let kb = cache::keys(ns, "bench", &b);
         let started = Instant::now();
         let found = rt.block_on(engine.lookup("bench", &kb, threshold)).unwrap();
@@ -120,19 +125,12 @@ fn bench(c: &mut Criterion) {
 
     let para = request("how should i go about learning the rust programming language");
     let seed = request("What's the best way to learn Rust?");
-    let answer = completion("cached");
-    rt.block_on(engine.store_answer(
+    store(
+        &rt,
+        &engine,
         "default",
-        "bench",
         cache::keys("default", "bench", &seed),
-        None,
-        Answer {
-            completion: &answer,
-            usage: Usage::default(),
-            ttl: None,
-        },
-    ))
-    .unwrap();
+    );
     let exact_keys = cache::keys("default", "bench", &seed);
     let para_keys = cache::keys("default", "bench", &para);
     c.bench_function("lookup/exact-hit", |b| {
