@@ -167,7 +167,7 @@ pub async fn chat(
     // 1. Cache lookup (exact, then semantic + verification).
     let mut ctx = None;
     let mut outcome = CacheOutcome::Bypass;
-    if let Some(engine) = state.cache.as_ref().filter(|c| c.settings().enabled) {
+    if let Some(engine) = state.cache.as_ref().filter(|c| c.enabled()) {
         let namespace = control
             .namespace
             .clone()
@@ -177,7 +177,7 @@ pub async fn chat(
         if !control.no_cache {
             let threshold = control
                 .threshold
-                .unwrap_or_else(|| engine.settings().threshold(&namespace, &group));
+                .unwrap_or_else(|| engine.threshold(&namespace, &group));
             match engine.lookup(&group, &keys, threshold).await {
                 Ok(found) => {
                     if let Some(hit) = found.hit {

@@ -122,7 +122,7 @@ pub async fn lookup(
     let keys = cache::keys(&namespace, &group, &chat);
     let threshold = b
         .threshold
-        .unwrap_or_else(|| c.settings().threshold(&namespace, &group));
+        .unwrap_or_else(|| c.threshold(&namespace, &group));
     let candidates = c.dry_run(&keys, threshold).await.map_err(internal)?;
     Ok(HttpResponse::Ok().json(json!({
         "model_group": group,

@@ -403,6 +403,16 @@ impl CacheEngine {
         self.settings.read().clone()
     }
 
+    /// Whether lookups and write-backs are on (read without copying the settings).
+    pub fn enabled(&self) -> bool {
+        self.settings.read().enabled
+    }
+
+    /// The threshold for a namespace and model group (read without copying the settings).
+    pub fn threshold(&self, namespace: &str, group: &str) -> f32 {
+        self.settings.read().threshold(namespace, group)
+    }
+
     /// Replaces the settings (validated by the caller) and persists them.
     pub fn set_settings(&self, s: CacheSettings) -> Result<(), CacheError> {
         let bytes = serde_json::to_vec(&s).map_err(|e| CacheError::Startup(e.to_string()))?;
