@@ -1,7 +1,7 @@
 //! The built-in mock provider: deterministic, clearly labelled answers with configurable
 //! latency, so the gateway works (and can be load-tested) without any API key.
 
-use super::{ChunkStream, Completion, UpstreamError};
+use super::{Adapter, ChunkStream, Completion, UpstreamError};
 use crate::config::Deployment;
 use crate::stream::{sse_data, SSE_DONE};
 use crate::wire::{ChatRequest, EmbeddingsRequest, Usage};
@@ -61,7 +61,7 @@ fn completion_id() -> String {
 }
 
 /// Non-streaming mock answer.
-pub async fn chat(d: &Deployment, req: &ChatRequest) -> Result<Completion, UpstreamError> {
+async fn complete(d: &Deployment, req: &ChatRequest) -> Result<Completion, UpstreamError> {
     if !d.mock.latency.is_zero() {
         tokio::time::sleep(d.mock.latency).await;
     }
@@ -104,7 +104,7 @@ fn pieces(text: &str) -> Vec<&str> {
 }
 
 /// Streaming mock answer: role chunk, one chunk per word, finish chunk, usage, `[DONE]`.
-pub fn chat_stream(d: &Deployment, req: &ChatRequest, include_usage: bool) -> ChunkStream {
+fn stream(d: &Deployment, req: &ChatRequest, include_usage: bool) -> ChunkStream {
     let text = answer(d, req);
     let usage = usage(req, &text);
     let id = completion_id();
@@ -168,10 +168,7 @@ fn mock_vector(text: &str, dims: usize) -> Vec<f32> {
 }
 
 /// Mock embeddings: deterministic vectors (`dimensions` honoured), OpenAI's response shape.
-pub async fn embeddings(
-    d: &Deployment,
-    req: &EmbeddingsRequest,
-) -> Result<Completion, UpstreamError> {
+async fn embed(d: &Deployment, req: &EmbeddingsRequest) -> Result<Completion, UpstreamError> {
     if !d.mock.latency.is_zero() {
         tokio::time::sleep(d.mock.latency).await;
     }
@@ -202,6 +199,39 @@ pub async fn embeddings(
         body: Bytes::from(body.to_string()),
         usage,
     })
+}
+
+/// The built-in mock provider.
+pub(super) struct Mock;
+
+impl Adapter for Mock {
+    async fn chat(
+        &self,
+        _client: &reqwest::Client,
+        d: &Deployment,
+        req: &ChatRequest,
+    ) -> Result<Completion, UpstreamError> {
+        complete(d, req).await
+    }
+
+    async fn chat_stream(
+        &self,
+        _client: &reqwest::Client,
+        d: &Deployment,
+        req: &ChatRequest,
+        force_usage: bool,
+    ) -> Result<ChunkStream, UpstreamError> {
+        Ok(stream(d, req, force_usage))
+    }
+
+    async fn embeddings(
+        &self,
+        _client: &reqwest::Client,
+        d: &Deployment,
+        req: &EmbeddingsRequest,
+    ) -> Result<Completion, UpstreamError> {
+        embed(d, req).await
+    }
 }
 
 #[cfg(test)]

@@ -3,6 +3,9 @@
 //! Owns the upstream wire formats and the HTTP clients. Knows nothing of caching, routing or
 //! the HTTP server; dispatch is a `match` on the closed [`ProviderKind`] enum.
 
+mod anthropic;
+mod azure;
+mod gemini;
 mod kind;
 mod mock;
 mod openai;
@@ -263,19 +266,86 @@ fn unsupported(d: &Deployment) -> UpstreamError {
     }
 }
 
+/// One provider's wire protocol: turns an OpenAI-shaped request into the provider's call and
+/// its answer back into an OpenAI-shaped body or OpenAI SSE chunks.
+///
+/// Implemented by one zero-sized type per provider; [`ProviderKind`] picks the implementation
+/// in [`dispatch!`], so calls are static (no boxing of futures).
+pub(crate) trait Adapter {
+    /// One non-streaming chat completion (OpenAI JSON body out).
+    async fn chat(
+        &self,
+        client: &reqwest::Client,
+        d: &Deployment,
+        req: &ChatRequest,
+    ) -> Result<Completion, UpstreamError>;
+
+    /// One streaming chat completion as OpenAI SSE bytes. `force_usage` asks for a final
+    /// usage chunk even when the client did not ask (the caller strips it again).
+    async fn chat_stream(
+        &self,
+        client: &reqwest::Client,
+        d: &Deployment,
+        req: &ChatRequest,
+        force_usage: bool,
+    ) -> Result<ChunkStream, UpstreamError>;
+
+    /// Embeddings (OpenAI JSON body out); providers without them say so.
+    async fn embeddings(
+        &self,
+        _client: &reqwest::Client,
+        d: &Deployment,
+        _req: &EmbeddingsRequest,
+    ) -> Result<Completion, UpstreamError> {
+        Err(UpstreamError::Unsupported {
+            deployment: label(d),
+            detail: format!("provider {} has no embeddings endpoint", d.provider),
+        })
+    }
+
+    /// Whether streams can end with a usage chunk (so cache write-back and accounting see
+    /// real token counts).
+    fn stream_usage(&self, _d: &Deployment) -> bool {
+        true
+    }
+}
+
+/// Runs `$call` on the adapter of `$d.provider`.
+macro_rules! dispatch {
+    ($d:expr, $a:ident => $call:expr) => {
+        match $d.provider {
+            ProviderKind::OpenAi | ProviderKind::Compatible(_) => {
+                let $a = openai::OpenAi;
+                $call
+            }
+            ProviderKind::Mock => {
+                let $a = mock::Mock;
+                $call
+            }
+            ProviderKind::Azure => {
+                let $a = azure::Azure;
+                $call
+            }
+            ProviderKind::Anthropic => {
+                let $a = anthropic::Anthropic;
+                $call
+            }
+            ProviderKind::Gemini => {
+                let $a = gemini::Gemini;
+                $call
+            }
+        }
+    };
+}
+
 /// One non-streaming chat completion.
 pub async fn chat(
     http: &HttpClients,
     d: &Deployment,
     req: &ChatRequest,
 ) -> Result<Completion, UpstreamError> {
-    match d.provider {
-        ProviderKind::OpenAi | ProviderKind::Compatible(_) => {
-            openai::chat(http.for_deployment(d), d, req).await
-        }
-        ProviderKind::Mock => mock::chat(d, req).await,
-        ProviderKind::Azure | ProviderKind::Anthropic | ProviderKind::Gemini => Err(unsupported(d)),
-    }
+    let client = http.for_deployment(d);
+    dispatch!(d, a => a.chat(client, d, req).await)
 }
 
 /// One streaming chat completion. `force_usage` asks the upstream for a usage chunk even
@@ -286,18 +356,13 @@ pub async fn chat_stream(
     req: &ChatRequest,
     force_usage: bool,
 ) -> Result<ChunkStream, UpstreamError> {
-    match d.provider {
-        ProviderKind::OpenAi | ProviderKind::Compatible(_) => {
-            openai::chat_stream(http.for_deployment(d), d, req, force_usage).await
-        }
-        ProviderKind::Mock => Ok(mock::chat_stream(d, req, force_usage)),
-        ProviderKind::Azure | ProviderKind::Anthropic | ProviderKind::Gemini => Err(unsupported(d)),
-    }
+    let client = http.for_deployment(d);
+    dispatch!(d, a => a.chat_stream(client, d, req, force_usage).await)
 }
 
-/// Whether the provider can be asked for a usage chunk on streams (`stream_options`).
+/// Whether the provider's streams can carry a usage chunk.
 pub fn supports_stream_usage(d: &Deployment) -> bool {
-    matches!(d.provider, ProviderKind::OpenAi | ProviderKind::Mock)
+    dispatch!(d, a => a.stream_usage(d))
 }
 
 /// Embeddings.
@@ -306,11 +371,6 @@ pub async fn embeddings(
     d: &Deployment,
     req: &EmbeddingsRequest,
 ) -> Result<Completion, UpstreamError> {
-    match d.provider {
-        ProviderKind::OpenAi | ProviderKind::Compatible(_) => {
-            openai::embeddings(http.for_deployment(d), d, req).await
-        }
-        ProviderKind::Mock => mock::embeddings(d, req).await,
-        ProviderKind::Azure | ProviderKind::Anthropic | ProviderKind::Gemini => Err(unsupported(d)),
-    }
+    let client = http.for_deployment(d);
+    dispatch!(d, a => a.embeddings(client, d, req).await)
 }

@@ -1,7 +1,7 @@
 //! OpenAI and OpenAI-compatible servers: the request is already in their format, so bodies
 //! pass through and only the model name and authentication change.
 
-use super::{label, ChunkStream, Completion, StatusError, UpstreamError};
+use super::{label, Adapter, ChunkStream, Completion, ProviderKind, StatusError, UpstreamError};
 use crate::config::Deployment;
 use crate::wire::{ChatRequest, EmbeddingsRequest, StreamOptions, UsageOnly};
 use futures_util::StreamExt;
@@ -180,54 +180,65 @@ async fn post_json(
     Ok(Completion { body, usage })
 }
 
-/// Non-streaming chat completion.
-pub async fn chat(
-    client: &reqwest::Client,
-    d: &Deployment,
-    req: &ChatRequest,
-) -> Result<Completion, UpstreamError> {
-    let body = encode(d, &outbound(d, req))?;
-    post_json(client, d, "/chat/completions", body).await
-}
+/// api.openai.com and every OpenAI-compatible server.
+pub(super) struct OpenAi;
 
-/// Streaming chat completion: upstream SSE bytes are passed on as they arrive.
-pub async fn chat_stream(
-    client: &reqwest::Client,
-    d: &Deployment,
-    req: &ChatRequest,
-    force_usage: bool,
-) -> Result<ChunkStream, UpstreamError> {
-    let mut out = outbound(d, req);
-    if force_usage {
-        let opts = out.stream_options.get_or_insert_with(|| StreamOptions {
-            include_usage: None,
-            extra: Default::default(),
-        });
-        opts.include_usage = Some(true);
+impl Adapter for OpenAi {
+    async fn chat(
+        &self,
+        client: &reqwest::Client,
+        d: &Deployment,
+        req: &ChatRequest,
+    ) -> Result<Completion, UpstreamError> {
+        let body = encode(d, &outbound(d, req))?;
+        post_json(client, d, "/chat/completions", body).await
     }
-    let body = encode(d, &out)?;
-    let timeout = d.stream_timeout;
-    let resp = request(client, d, "/chat/completions", body, timeout)
-        .send()
-        .await
-        .map_err(|e| transport_error(d, e, timeout))?;
-    if !resp.status().is_success() {
-        return Err(status_error(d, resp).await);
-    }
-    let d = d.clone();
-    Ok(Box::pin(resp.bytes_stream().map(move |r| {
-        r.map_err(|e| transport_error(&d, e, timeout))
-    })))
-}
 
-/// Embeddings.
-pub async fn embeddings(
-    client: &reqwest::Client,
-    d: &Deployment,
-    req: &EmbeddingsRequest,
-) -> Result<Completion, UpstreamError> {
-    let mut out = req.clone();
-    out.model.clone_from(&d.upstream_model);
-    let body = encode(d, &out)?;
-    post_json(client, d, "/embeddings", body).await
+    /// Upstream SSE bytes are passed on as they arrive.
+    async fn chat_stream(
+        &self,
+        client: &reqwest::Client,
+        d: &Deployment,
+        req: &ChatRequest,
+        force_usage: bool,
+    ) -> Result<ChunkStream, UpstreamError> {
+        let mut out = outbound(d, req);
+        if force_usage {
+            let opts = out.stream_options.get_or_insert_with(|| StreamOptions {
+                include_usage: None,
+                extra: Default::default(),
+            });
+            opts.include_usage = Some(true);
+        }
+        let body = encode(d, &out)?;
+        let timeout = d.stream_timeout;
+        let resp = request(client, d, "/chat/completions", body, timeout)
+            .send()
+            .await
+            .map_err(|e| transport_error(d, e, timeout))?;
+        if !resp.status().is_success() {
+            return Err(status_error(d, resp).await);
+        }
+        let d = d.clone();
+        Ok(Box::pin(resp.bytes_stream().map(move |r| {
+            r.map_err(|e| transport_error(&d, e, timeout))
+        })))
+    }
+
+    async fn embeddings(
+        &self,
+        client: &reqwest::Client,
+        d: &Deployment,
+        req: &EmbeddingsRequest,
+    ) -> Result<Completion, UpstreamError> {
+        let mut out = req.clone();
+        out.model.clone_from(&d.upstream_model);
+        let body = encode(d, &out)?;
+        post_json(client, d, "/embeddings", body).await
+    }
+
+    /// Only api.openai.com is known to accept `stream_options`; compatible servers vary.
+    fn stream_usage(&self, d: &Deployment) -> bool {
+        matches!(d.provider, ProviderKind::OpenAi)
+    }
 }

@@ -2,6 +2,8 @@
 //! OpenAI's wire format.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod fake_anthropic;
+pub mod fake_gemini;
 pub mod fake_openai;
 
 use std::io::{BufRead, BufReader};

@@ -1,0 +1,1 @@
+//! Fake anthropic upstream speaking its real wire format (in progress).

@@ -1,0 +1,1 @@
+//! Fake gemini upstream speaking its real wire format (in progress).
