@@ -6,6 +6,7 @@
 # models/SHA256SUMS; if all files are already present and match, nothing is downloaded.
 #
 # Layout (documented in models/README.md):
+#   models/all-minilm-l6-v2/model_quantized.onnx (derived from model.onnx, see quantize() below)
 #   models/all-minilm-l6-v2/{model.onnx,tokenizer.json,config.json,special_tokens_map.json,tokenizer_config.json}
 #   models/onnxruntime/libonnxruntime.so.1.32.0
 #
@@ -35,13 +36,39 @@ all_present() {
     (cd "$MODELS" && sha256sum --check --quiet --strict "$SUMS" >/dev/null 2>&1)
 }
 
-if all_present; then
-    log "all model files present and verified in $MODELS"
-    exit 0
-fi
-
 TMP="$(mktemp -d "${TMPDIR:-/tmp}/sluice-models.XXXXXX")"
 trap 'rm -rf "$TMP"' EXIT
+
+# quantize: derive model_quantized.onnx (the default embedding model) from model.onnx with
+# scripts/quantize-model.py in a throw-away venv with pinned packages from PyPI. The result is
+# compared with SHA256SUMS.derived; a difference is reported, not fatal (the file still works, but
+# the calibration in BENCHMARKS.md was measured on the recorded bytes).
+quantize() {
+    local dest="$MODELS/all-minilm-l6-v2/model_quantized.onnx"
+    if [ -s "$dest" ]; then
+        return
+    fi
+    log "deriving all-minilm-l6-v2/model_quantized.onnx (dynamic int8 quantization)"
+    "$PYTHON" -m venv "$TMP/qvenv" || die "cannot create a venv with $PYTHON (install python3-venv)"
+    "$TMP/qvenv/bin/python" -m pip install --quiet --disable-pip-version-check --no-input \
+        --only-binary=:all: -r "$ROOT/scripts/quantize-requirements.txt" </dev/null >&2 \
+        || die "pip install of the quantization tools failed"
+    "$TMP/qvenv/bin/python" "$ROOT/scripts/quantize-model.py" \
+        "$MODELS/all-minilm-l6-v2/model.onnx" "$dest" 2>"$TMP/quantize.log" \
+        || { cat "$TMP/quantize.log" >&2; rm -f "$dest"; die "quantization failed"; }
+    if (cd "$MODELS" && sha256sum --check --quiet --strict "$MODELS/SHA256SUMS.derived" >/dev/null 2>&1); then
+        log "model_quantized.onnx matches SHA256SUMS.derived"
+    else
+        log "warning: model_quantized.onnx differs from SHA256SUMS.derived (different tool versions?);" \
+            "it works, but re-run 'sluice calibrate' before trusting the default threshold"
+    fi
+}
+
+if all_present; then
+    log "all downloaded model files present and verified in $MODELS"
+    quantize
+    exit 0
+fi
 # Files are extracted into STAGE (same layout as models/) and only moved into models/ once
 # every checksum matches, so a bad download never replaces good files.
 STAGE="$TMP/stage"
@@ -112,3 +139,4 @@ fi
     mv -f "$STAGE/$rel" "$MODELS/$rel"
 done
 log "all model files fetched and verified in $MODELS"
+quantize

@@ -49,6 +49,9 @@ enum Command {
         /// Folder with the model files (default: ./models, else the build's).
         #[arg(long)]
         models_dir: Option<PathBuf>,
+        /// Which ONNX file to calibrate: quantized (the default) or reference.
+        #[arg(long, default_value_t = sluice::embed::EmbeddingModel::default())]
+        embedding_model: sluice::embed::EmbeddingModel,
         /// List every wrong hit and missed pair at the recommended threshold.
         #[arg(long)]
         verbose: bool,
@@ -82,12 +85,14 @@ fn main() -> ExitCode {
             conversations,
             target_precision,
             models_dir,
+            embedding_model,
             verbose,
         } => {
-            let embed = match models_dir {
+            let mut embed = match models_dir {
                 Some(d) => sluice::embed::EmbedConfig::from_models_root(&d),
                 None => sluice::embed::EmbedConfig::default(),
             };
+            embed.model = embedding_model;
             let mut args = sluice::cache::calibrate::CalibrateArgs::new(pairs);
             args.conversations = conversations;
             args.target_precision = target_precision;

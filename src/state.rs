@@ -64,10 +64,11 @@ impl AppState {
 
 /// Cache options derived from the config.
 pub fn cache_options(config: &Config) -> CacheOptions {
-    let embed = match &config.cache.models_dir {
+    let mut embed = match &config.cache.models_dir {
         Some(dir) => EmbedConfig::from_models_root(dir),
         None => EmbedConfig::default(),
     };
+    embed.model = config.cache.embedding_model;
     let mut prices = HashMap::new();
     for d in &config.deployments {
         if let (Some(i), Some(o)) = (d.input_cost_per_token, d.output_cost_per_token) {

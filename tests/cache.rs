@@ -513,3 +513,34 @@ async fn eviction_delete_and_flush() {
     .await;
     assert_eq!(s, 404);
 }
+
+#[tokio::test]
+async fn switching_the_embedding_model_reembeds_stored_queries() {
+    let fake = FakeOpenAi::start();
+    let data = tempfile::tempdir().unwrap();
+    let with_model = |m: &str| {
+        config_for(
+            &fake.base,
+            &["gpt-x"],
+            &format!(
+                "general_settings:\n  master_key: {MASTER}\nsluice:\n  data_dir: {{data_dir}}\n  cache:\n    embedding_model: {m}\n"
+            ),
+        )
+    };
+    let mut gw = TestGateway::builder()
+        .config(with_model("reference"))
+        .data_dir(data.path())
+        .spawn();
+    ask(&gw, "What makes the sky look blue?").await;
+    gw.terminate();
+    gw.wait_exit(Duration::from_secs(20)).unwrap();
+
+    let gw = TestGateway::builder()
+        .config(with_model("quantized"))
+        .data_dir(data.path())
+        .spawn();
+    assert_eq!(ask(&gw, "why is the sky blue").await.cache, "hit-semantic");
+    let log = gw.stderr();
+    assert!(log.contains("embedding model changed"), "{log}");
+    assert_eq!(fake.call_count(), 1);
+}

@@ -9,7 +9,7 @@ use super::key::CacheKeys;
 use super::settings::CacheSettings;
 use super::verify::{verify, Verdict, VerifyConfig};
 use super::CacheOutcome;
-use crate::embed::{EmbedConfig, EmbedError, Embedder};
+use crate::embed::{EmbedConfig, EmbedError, Embedder, EmbeddingModel};
 use crate::index::{IndexParams, SharedIndex, VectorIndex, DEFAULT_EF_SEARCH};
 use crate::store::{CacheStore, Store, StoreError, StoreOptions};
 use crate::telemetry as t;
@@ -38,6 +38,8 @@ const SNAPSHOT_AFTER_INSERTS: usize = 10_000;
 const SNAPSHOT_AFTER: Duration = Duration::from_secs(300);
 /// Key of the persisted settings.
 const SETTINGS_KEY: &str = "cache.settings";
+/// Setting naming the embedding model the stored vectors came from.
+const MODEL_KEY: &str = "cache.embedding_model";
 /// Buckets of the similarity histogram (0.0-0.05, ..., 0.95-1.0).
 const SIM_BUCKETS: usize = 20;
 
@@ -276,6 +278,66 @@ fn sim_bucket(sim: f32) -> usize {
     ((sim.clamp(0.0, 0.9999) * SIM_BUCKETS as f32) as usize).min(SIM_BUCKETS - 1)
 }
 
+/// Re-embeds every stored query when the data was written by another embedding model, rewrites
+/// the entries with the new vectors and records the model. Returns whether anything changed.
+fn reembed_if_model_changed(
+    store: &Store,
+    embedder: &Embedder,
+    vectors: &mut Vec<(u64, Vec<f32>)>,
+) -> Result<bool, CacheError> {
+    let current = embedder.model().as_str();
+    // Data from before the model was recorded came from the reference model.
+    let stored = store.get_setting(MODEL_KEY)?.map_or_else(
+        || EmbeddingModel::Reference.as_str().to_string(),
+        |b| String::from_utf8_lossy(&b).into_owned(),
+    );
+    if stored == current || vectors.is_empty() {
+        if stored != current {
+            store.put_setting(MODEL_KEY, current.as_bytes())?;
+        }
+        return Ok(false);
+    }
+    let started = Instant::now();
+    tracing::warn!(
+        from = %stored,
+        to = current,
+        entries = vectors.len(),
+        "embedding model changed: re-embedding the cached queries and rebuilding the index"
+    );
+    let mut fresh = Vec::with_capacity(vectors.len());
+    for batch in vectors.chunks(256) {
+        let mut entries = Vec::with_capacity(batch.len());
+        for (id, _) in batch {
+            let Some(bytes) = store.get_entry(*id)? else {
+                continue;
+            };
+            match CacheEntry::decode(&bytes) {
+                Ok(e) if e.query.is_some() => entries.push((*id, e)),
+                _ => {}
+            }
+        }
+        let texts: Vec<&str> = entries
+            .iter()
+            .filter_map(|(_, e)| e.query.as_deref())
+            .collect();
+        let embedded = embedder.embed_batch(&texts)?;
+        for ((id, mut entry), v) in entries.into_iter().zip(embedded) {
+            entry.embedding = Some(v.clone());
+            let bytes = entry.encode().map_err(CacheError::Startup)?;
+            store.put_entry(id, &bytes, Some(&entry.exact))?;
+            fresh.push((id, v));
+        }
+    }
+    *vectors = fresh;
+    store.put_setting(MODEL_KEY, current.as_bytes())?;
+    tracing::info!(
+        entries = vectors.len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "cached queries re-embedded"
+    );
+    Ok(true)
+}
+
 impl CacheEngine {
     /// Opens storage, loads (or rebuilds) the index and loads the model. Blocking.
     pub fn open(opts: CacheOptions) -> Result<Arc<Self>, CacheError> {
@@ -337,6 +399,12 @@ impl CacheEngine {
         }
 
         let snapshot_dir = opts.data_dir.join("index");
+        // Vectors of different models do not mix: after a model change, re-embed the stored
+        // queries and rebuild the index rather than load a snapshot of the old vectors.
+        let model_changed = reembed_if_model_changed(&store, &embedder, &mut vectors)?;
+        if model_changed {
+            let _ = std::fs::remove_dir_all(&snapshot_dir);
+        }
         let params = IndexParams {
             capacity_hint: vectors.len().max(10_000),
             ..IndexParams::default()

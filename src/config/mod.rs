@@ -116,6 +116,8 @@ pub struct CacheConfig {
     pub settings: crate::cache::CacheSettings,
     /// Where the model files are.
     pub models_dir: Option<PathBuf>,
+    /// Which ONNX file embeds prompts.
+    pub embedding_model: crate::embed::EmbeddingModel,
     /// fsync every write.
     pub sync_writes: bool,
 }

@@ -106,6 +106,8 @@ pub struct RawCache {
     pub max_bytes: Option<u64>,
     /// Folder with the embedding model and ONNX Runtime (default: ./models, else the build's).
     pub models_dir: Option<String>,
+    /// Which ONNX file embeds prompts: `quantized` (default) or `reference`.
+    pub embedding_model: Option<String>,
     /// fsync every write (survives power loss, not only a crash of the process).
     pub sync_writes: Option<bool>,
 }

@@ -113,6 +113,33 @@ fn wrong_types_and_values_name_their_paths() {
 }
 
 #[test]
+fn embedding_model_is_parsed_and_checked() {
+    let base = "model_list:\n  - model_name: a\n    litellm_params: {model: mock/x}\n";
+    let c = Config::from_yaml(base, &vars(&[])).unwrap();
+    assert_eq!(
+        c.cache.embedding_model,
+        crate::embed::EmbeddingModel::Quantized
+    );
+    let c = Config::from_yaml(
+        &format!("{base}sluice: {{cache: {{embedding_model: reference}}}}\n"),
+        &vars(&[]),
+    )
+    .unwrap();
+    assert_eq!(
+        c.cache.embedding_model,
+        crate::embed::EmbeddingModel::Reference
+    );
+    let e = err_text(
+        &format!("{base}sluice: {{cache: {{embedding_model: fp16}}}}\n"),
+        &vars(&[]),
+    );
+    assert!(
+        e.contains("sluice.cache.embedding_model: unknown embedding model \"fp16\""),
+        "{e}"
+    );
+}
+
+#[test]
 fn missing_env_var_is_reported_without_value() {
     let yaml = "model_list:\n  - model_name: a\n    litellm_params: {model: openai/gpt-4o, api_key: os.environ/NOPE_KEY}\n";
     let e = err_text(yaml, &vars(&[]));

@@ -317,8 +317,17 @@ fn cache_config(
         };
         issues.push(format!("sluice.cache.{field}"), e.message);
     }
+    let embedding_model = match raw.embedding_model.as_deref().map(str::parse) {
+        None => Default::default(),
+        Some(Ok(m)) => m,
+        Some(Err(e)) => {
+            issues.push("sluice.cache.embedding_model", e);
+            Default::default()
+        }
+    };
     super::CacheConfig {
         enabled: settings.enabled,
+        embedding_model,
         settings,
         models_dir: raw.models_dir.map(Into::into),
         sync_writes: raw.sync_writes.unwrap_or(false),

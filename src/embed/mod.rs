@@ -6,8 +6,9 @@
 //! permit per ONNX session, and each session runs single-threaded so `threads` sessions use
 //! `threads` cores at most.
 //!
-//! Layout of `model_dir` (see models/README.md):
-//! `model.onnx`, `tokenizer.json`, `config.json`, `special_tokens_map.json`, `tokenizer_config.json`.
+//! Layout of `model_dir` (see models/README.md): `model_quantized.onnx` (default, see
+//! [`EmbeddingModel`]), `model.onnx`, `tokenizer.json`, `config.json`, `special_tokens_map.json`,
+//! `tokenizer_config.json`.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -31,7 +32,57 @@ pub const MODEL_SUBDIR: &str = "all-minilm-l6-v2";
 /// ONNX Runtime library under the models root, as laid out by scripts/fetch-models.sh.
 pub const ORT_LIBRARY: &str = "onnxruntime/libonnxruntime.so.1.32.0";
 
-const MODEL_FILE: &str = "model.onnx";
+/// Which ONNX file of all-MiniLM-L6-v2 embeds prompts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmbeddingModel {
+    /// `model_quantized.onnx`: MatMuls in int8 (dynamic quantization); ~3x faster on short
+    /// prompts, calibrated to the same precision (BENCHMARKS.md).
+    #[default]
+    Quantized,
+    /// `model.onnx` as published: fp32 MatMuls over dequantized int8 weights.
+    Reference,
+}
+
+impl EmbeddingModel {
+    /// Every variant, for messages.
+    pub const ALL: [Self; 2] = [Self::Quantized, Self::Reference];
+
+    /// File name under the model folder.
+    pub fn file(self) -> &'static str {
+        match self {
+            Self::Quantized => "model_quantized.onnx",
+            Self::Reference => "model.onnx",
+        }
+    }
+
+    /// Config and CLI name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Quantized => "quantized",
+            Self::Reference => "reference",
+        }
+    }
+}
+
+impl std::str::FromStr for EmbeddingModel {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| {
+                format!("unknown embedding model \"{s}\" (expected quantized or reference)")
+            })
+    }
+}
+
+impl std::fmt::Display for EmbeddingModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 const TOKENIZER_FILES: [&str; 4] = [
     "tokenizer.json",
     "config.json",
@@ -42,8 +93,10 @@ const TOKENIZER_FILES: [&str; 4] = [
 /// Where the model lives and how much CPU it may use.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EmbedConfig {
-    /// Folder holding model.onnx and the four tokenizer files.
+    /// Folder holding the ONNX files and the four tokenizer files.
     pub model_dir: PathBuf,
+    /// Which ONNX file to load.
+    pub model: EmbeddingModel,
     /// Path of libonnxruntime.so (loaded at run time, never linked).
     pub ort_library: PathBuf,
     /// ONNX sessions, each single-threaded: the most inferences running at once.
@@ -55,6 +108,7 @@ impl EmbedConfig {
     pub fn from_models_root(root: &Path) -> Self {
         Self {
             model_dir: root.join(MODEL_SUBDIR),
+            model: EmbeddingModel::default(),
             ort_library: root.join(ORT_LIBRARY),
             threads: default_threads(),
         }
@@ -65,7 +119,11 @@ impl Default for EmbedConfig {
     /// `./models` if it holds the model, else the crate's own `models/` (tests, benches, `cargo run`).
     fn default() -> Self {
         let cwd_models = PathBuf::from("models");
-        let root = if cwd_models.join(MODEL_SUBDIR).join(MODEL_FILE).is_file() {
+        let root = if cwd_models
+            .join(MODEL_SUBDIR)
+            .join(EmbeddingModel::default().file())
+            .is_file()
+        {
             cwd_models
         } else {
             Path::new(env!("CARGO_MANIFEST_DIR")).join("models")
@@ -107,12 +165,15 @@ pub enum EmbedError {
 /// A loaded model: `threads` independent ONNX sessions behind one semaphore.
 #[derive(Clone)]
 pub struct Embedder {
+    model: EmbeddingModel,
     inner: Arc<Inner>,
     permits: Arc<Semaphore>,
 }
 
 struct Inner {
     sessions: Vec<Mutex<TextEmbedding>>,
+    /// How many texts one ONNX run may take.
+    batch: Batching,
     /// Round-robin start for picking a free session.
     next: AtomicUsize,
 }
@@ -133,7 +194,10 @@ impl Embedder {
         if config.threads == 0 {
             return Err(EmbedError::Config("threads must be at least 1".into()));
         }
-        let onnx = read_required(&config.model_dir.join(MODEL_FILE), "embedding model")?;
+        let onnx = read_required(
+            &config.model_dir.join(config.model.file()),
+            "embedding model",
+        )?;
         let [tokenizer, model_config, special_tokens, tokenizer_config] = TOKENIZER_FILES
             .map(|name| read_required(&config.model_dir.join(name), "tokenizer file"));
         let tokenizer_files = TokenizerFiles {
@@ -166,15 +230,23 @@ impl Embedder {
             elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
             sessions = config.threads,
             model_dir = %config.model_dir.display(),
+            model = %config.model,
             "embedding model loaded"
         );
         Ok(Self {
+            model: config.model,
             inner: Arc::new(Inner {
+                batch: Batching::of(config.model),
                 sessions,
                 next: AtomicUsize::new(0),
             }),
             permits: Arc::new(Semaphore::new(config.threads)),
         })
+    }
+
+    /// Which model file this embedder runs (vectors of different models do not mix).
+    pub fn model(&self) -> EmbeddingModel {
+        self.model
     }
 
     /// Vector width (384).
@@ -236,6 +308,33 @@ impl Embedder {
     }
 }
 
+/// How texts may share one ONNX run.
+#[derive(Debug, Clone, Copy)]
+enum Batching {
+    /// Up to 64 texts per run: the fp32 model gives the same vector for a text in any batch.
+    Padded,
+    /// One text per run: dynamic quantization scales activations per run, so a text batched with
+    /// longer ones (padding) would get a slightly different vector (cosine ~0.99) than when it
+    /// is embedded alone at serving time, and calibration would not measure what is served.
+    Single,
+}
+
+impl Batching {
+    fn of(model: EmbeddingModel) -> Self {
+        match model {
+            EmbeddingModel::Quantized => Self::Single,
+            EmbeddingModel::Reference => Self::Padded,
+        }
+    }
+
+    fn max_size(self, texts: usize) -> usize {
+        match self {
+            Self::Padded => texts.clamp(1, 64),
+            Self::Single => 1,
+        }
+    }
+}
+
 impl Inner {
     /// Embed on whichever session is free (the semaphore normally guarantees one is).
     fn embed_chunk(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
@@ -245,7 +344,7 @@ impl Inner {
         let mut guard = (0..n)
             .find_map(|i| self.sessions[(start + i) % n].try_lock())
             .unwrap_or_else(|| self.sessions[start].lock());
-        let mut vectors = guard.embed(texts, Some(texts.len().clamp(1, 64)))?;
+        let mut vectors = guard.embed(texts, Some(self.batch.max_size(texts.len())))?;
         drop(guard);
         let width = vectors.first().map_or(0, Vec::len);
         if vectors.len() != texts.len() || vectors.iter().any(|v| v.len() != DIMENSION) {
@@ -394,7 +493,8 @@ pub(crate) mod tests {
         let batch = shared().embed_batch(&texts).unwrap();
         assert_eq!(batch.len(), texts.len());
         let single = shared().embed("second text").await.unwrap();
-        assert!(cosine(&batch[2], &single) > 0.999);
+        let c = cosine(&batch[2], &single);
+        assert!(c > 0.999, "cosine {c}");
     }
 
     #[test]
@@ -402,7 +502,7 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let err = Embedder::load(&EmbedConfig::from_models_root(dir.path())).unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("model.onnx"), "{msg}");
+        assert!(msg.contains(EmbeddingModel::default().file()), "{msg}");
         assert!(msg.contains("scripts/fetch-models.sh"), "{msg}");
     }
 
