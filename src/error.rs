@@ -67,9 +67,21 @@ pub enum ApiError {
     /// The gateway is shutting down or not yet ready.
     #[error("the gateway is not ready to serve requests")]
     NotReady,
+    /// `auto` found no deployment that can serve the request.
+    #[error("{0}")]
+    NoCapableDeployment(String),
     /// The upstream failed.
     #[error(transparent)]
     Upstream(Box<UpstreamError>),
+    /// Several attempts (retries, other deployments, fallback groups) all failed; the status is
+    /// the last failure's.
+    #[error("all {} attempts failed ({}); last error: {last}", .attempts.len(), .attempts.join(", "))]
+    AllFailed {
+        /// `deployment: why` per attempt, in order.
+        attempts: Vec<String>,
+        /// The last failure.
+        last: Box<UpstreamError>,
+    },
     /// A bug or an environment failure; details only in logs.
     #[error("internal error")]
     Internal(String),
@@ -157,10 +169,13 @@ impl ApiError {
                 None,
                 Some("not_ready".into()),
             ),
-            Upstream(e) => {
-                let (status, kind, param, code) = e.http_parts();
-                (status, kind, param, code)
-            }
+            NoCapableDeployment(_) => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                Some("model".into()),
+                Some("no_capable_deployment".into()),
+            ),
+            Upstream(e) | AllFailed { last: e, .. } => e.http_parts(),
             Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "server_error",
@@ -187,7 +202,7 @@ impl ResponseError for ApiError {
             tracing::error!(%detail, "internal error");
         }
         let mut resp = HttpResponse::build(self.status_code());
-        if let ApiError::Upstream(e) = self {
+        if let ApiError::Upstream(e) | ApiError::AllFailed { last: e, .. } = self {
             if let Some(after) = e.retry_after() {
                 resp.insert_header((header::RETRY_AFTER, after));
             }

@@ -12,12 +12,13 @@ use crate::cache::{
 use crate::config::Deployment;
 use crate::error::ApiError;
 use crate::providers::{self, UpstreamError};
+use crate::router::{FailureClass, Needs, Route, RouteError, Target};
 use crate::state::AppState;
 use crate::stream::{StreamOutcome, Tee};
 use crate::telemetry as t;
 use crate::wire::{ChatRequest, EmbeddingsRequest, Usage};
 use bytes::Bytes;
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt};
 use serde_json::Value;
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -28,6 +29,10 @@ use std::time::{Duration, Instant};
 pub struct Reply {
     /// The deployment that answered, if one did.
     pub deployment: Option<Arc<Deployment>>,
+    /// How the deployment was chosen (strategy, reason, failed attempts before it).
+    pub route_reason: Option<String>,
+    /// USD the upstream call cost, when known before the body is sent (0 for cache hits).
+    pub cost_usd: Option<f64>,
     /// Cache outcome for the header and metrics.
     pub outcome: CacheOutcome,
     /// Details of a cache hit, for the response headers.
@@ -58,16 +63,199 @@ pub enum ReplyBody {
     Stream(SseBody),
 }
 
-/// Resolves the model group and a deployment for it.
-pub fn route(state: &AppState, model: &str) -> Result<Arc<Deployment>, ApiError> {
-    state
-        .router
-        .group(model)
-        .and_then(|g| g.pick().cloned())
-        .ok_or_else(|| ApiError::ModelNotFound {
-            model: model.to_string(),
-            available: state.router.names().to_vec(),
-        })
+/// Orders the deployments that may serve `model` for this request.
+pub fn route(state: &AppState, model: &str, needs: &Needs) -> Result<Route, ApiError> {
+    state.router.route(model, needs).map_err(|e| match e {
+        RouteError::UnknownModel { model } => ApiError::ModelNotFound {
+            model,
+            available: state
+                .router
+                .names()
+                .iter()
+                .cloned()
+                .chain(state.router.auto_names().map(str::to_string))
+                .collect(),
+        },
+        e @ RouteError::NoCapableDeployment { .. } => ApiError::NoCapableDeployment(e.to_string()),
+    })
+}
+
+/// The deployment that answered, how it was chosen, and what happened before it.
+pub struct Routed {
+    /// The answering deployment and its health record.
+    pub target: Arc<Target>,
+    /// Strategy and reason, plus the failed attempts before this one.
+    pub reason: String,
+}
+
+/// Calls `call` on the route's candidates until one answers: other deployments first, then the
+/// same ones again after a backoff (honouring `Retry-After`), then the fallback groups.
+/// Client errors (4xx other than 429) end the loop at once: no other deployment would answer
+/// differently. Every failure feeds the deployment's health (error rate, cooldown).
+pub async fn with_failover<T, F, Fut>(
+    state: &AppState,
+    first: Route,
+    needs: &Needs,
+    mut call: F,
+) -> Result<(T, Routed), ApiError>
+where
+    F: FnMut(Arc<Target>) -> Fut,
+    Fut: std::future::Future<Output = Result<T, UpstreamError>>,
+{
+    let router = &state.router;
+    let cfg = router.config();
+    let mut attempts: Vec<String> = Vec::new();
+    let mut last: Option<UpstreamError> = None;
+    let mut queue = std::collections::VecDeque::from([first]);
+    let mut visited: Vec<String> = Vec::new();
+    while let Some(route) = queue.pop_front() {
+        visited.push(route.group.clone());
+        let n = route.candidates.len();
+        // Per candidate: calls made, whether the same deployment may be called again, and the
+        // Retry-After it asked for.
+        let mut calls = vec![0u32; n];
+        let mut again = vec![true; n];
+        let mut wait_hint: Vec<Option<Duration>> = vec![None; n];
+        let mut class = FailureClass::General;
+        for _ in 0..=cfg.num_retries {
+            let fresh = (0..n).find(|&i| calls[i] == 0);
+            let next = fresh.or_else(|| {
+                (0..n)
+                    .filter(|&i| {
+                        let allowed = route.candidates[i]
+                            .deployment
+                            .max_retries
+                            .unwrap_or(cfg.num_retries);
+                        again[i] && calls[i] <= allowed
+                    })
+                    .min_by_key(|&i| calls[i])
+            });
+            let Some(i) = next else { break };
+            let t = Arc::clone(&route.candidates[i]);
+            if calls[i] > 0 {
+                let exp = cfg.backoff_base.as_secs_f64() * 2f64.powi(calls[i] as i32 - 1);
+                let jittered = exp * (0.5 + 0.5 * router.jitter());
+                let wait = Duration::from_secs_f64(jittered.min(cfg.backoff_max.as_secs_f64()))
+                    .max(wait_hint[i].unwrap_or_default());
+                metrics::counter!(t::ROUTING_RETRIES_TOTAL, "kind" => "retry").increment(1);
+                tokio::time::sleep(wait).await;
+            } else if !attempts.is_empty() {
+                let kind = if visited.len() > 1 && calls.iter().all(|&c| c == 0) {
+                    "fallback"
+                } else {
+                    "other_deployment"
+                };
+                metrics::counter!(t::ROUTING_RETRIES_TOTAL, "kind" => kind).increment(1);
+            }
+            calls[i] += 1;
+            let d = &t.deployment;
+            metrics::counter!(t::ROUTING_DECISIONS_TOTAL, "model_group" => route.group.clone(), "deployment" => d.id.clone(), "strategy" => route.strategy.as_str())
+                .increment(1);
+            let now = Instant::now();
+            t.health.count_request(needs.prompt_tokens, now);
+            let result = {
+                let _running = t.health.start();
+                call(Arc::clone(&t)).await
+            };
+            match result {
+                Ok(v) => {
+                    let mut reason = route.reason.clone();
+                    if !attempts.is_empty() {
+                        reason.push_str(&format!("; after {}", attempts.join(", ")));
+                    }
+                    tracing::debug!(model_group = %route.group, deployment = %d.id, %reason, "routed");
+                    return Ok((v, Routed { target: t, reason }));
+                }
+                Err(e) => {
+                    record_upstream_error(d, &e);
+                    record_failure(state, &t);
+                    attempts.push(format!("{} ({})", d.id, e.kind().as_str()));
+                    class = FailureClass::of(&e);
+                    again[i] = FailureClass::retry_same(&e);
+                    let hint = e.retry_after().and_then(parse_retry_after);
+                    if hint.is_some_and(|h| h > cfg.backoff_max) {
+                        again[i] = false; // it asked for longer than we wait: move on
+                    }
+                    wait_hint[i] = hint;
+                    let stop = matches!(
+                        class,
+                        FailureClass::Client
+                            | FailureClass::ContextWindow
+                            | FailureClass::ContentPolicy
+                    );
+                    last = Some(e);
+                    if stop {
+                        break;
+                    }
+                }
+            }
+        }
+        for g in router.fallbacks(&route.group, class) {
+            if visited.contains(g) || queue.iter().any(|r| &r.group == g) {
+                continue;
+            }
+            match router.route(g, needs) {
+                Ok(mut r) => {
+                    r.reason = format!("fallback from {} to {}: {}", route.group, g, r.reason);
+                    queue.push_back(r);
+                }
+                Err(e) => {
+                    tracing::warn!(from = %route.group, to = %g, error = %e, "fallback group cannot serve")
+                }
+            }
+        }
+    }
+    let last = last.ok_or_else(|| ApiError::Internal("no deployment to call".into()))?;
+    Err(if attempts.len() <= 1 {
+        ApiError::from(last)
+    } else {
+        ApiError::AllFailed {
+            attempts,
+            last: Box::new(last),
+        }
+    })
+}
+
+/// Counts a failure against a deployment; cools it down past `allowed_fails`.
+fn record_failure(state: &AppState, t: &Target) {
+    let cfg = state.router.config();
+    if t.health.record_failure(
+        Instant::now(),
+        cfg.allowed_fails,
+        cfg.cooldown,
+        cfg.cooldown,
+    ) {
+        tracing::warn!(deployment = %t.deployment.id, cooldown_s = cfg.cooldown.as_secs_f64(), "deployment cooling down after repeated failures");
+        metrics::gauge!(t::DEPLOYMENT_COOLDOWN, "deployment" => t.deployment.id.clone()).set(1.0);
+        let id = t.deployment.id.clone();
+        let cooldown = cfg.cooldown;
+        tokio::spawn(async move {
+            tokio::time::sleep(cooldown).await;
+            metrics::gauge!(t::DEPLOYMENT_COOLDOWN, "deployment" => id).set(0.0);
+        });
+    }
+}
+
+/// `Retry-After` / `retry-after-ms` as a duration (HTTP dates are not worth waiting for).
+fn parse_retry_after(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    if let Some(ms) = v.strip_suffix("ms") {
+        return ms
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .and_then(|m| Duration::try_from_secs_f64(m / 1e3).ok());
+    }
+    v.parse::<f64>()
+        .ok()
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+}
+
+fn record_cost(d: &Deployment, usage: &Usage) -> Option<f64> {
+    let cost = d.price?.cost(usage);
+    metrics::gauge!(t::COST_USD_TOTAL, "model_group" => d.model_group.clone(), "deployment" => d.id.clone())
+        .increment(cost);
+    Some(cost)
 }
 
 fn record_upstream_error(d: &Deployment, e: &UpstreamError) {
@@ -144,6 +332,8 @@ fn hit_reply(hit: Hit, req: &ChatRequest) -> Reply {
     record_lookup(hit.kind);
     Reply {
         deployment: None,
+        route_reason: None,
+        cost_usd: Some(0.0),
         outcome: hit.kind,
         hit: Some(HitInfo {
             entry_id: (hit.entry_id != 0).then_some(hit.entry_id),
@@ -161,8 +351,9 @@ pub async fn chat(
     req: ChatRequest,
     control: CacheControl,
 ) -> Result<Reply, ApiError> {
-    let d = route(state, &req.model)?;
-    let group = d.model_group.clone();
+    let needs = Needs::of(&req);
+    let route = route(state, &req.model, &needs)?;
+    let group = route.group.clone();
 
     // 1. Cache lookup (exact, then semantic + verification).
     let mut ctx = None;
@@ -205,8 +396,12 @@ pub async fn chat(
         match c.engine.join_flight(c.keys.exact) {
             Flight::Leader(g) => leader = Some(g),
             Flight::Follower(mut rx) => {
+                let patience = route
+                    .candidates
+                    .first()
+                    .map_or(Duration::from_secs(600), |t| t.deployment.timeout);
                 let waited = tokio::time::timeout(
-                    d.timeout,
+                    patience,
                     rx.wait_for(|s| !matches!(s, FlightState::Pending)),
                 )
                 .await;
@@ -229,15 +424,25 @@ pub async fn chat(
         }
     }
 
-    // 3. Upstream.
-    let started = Instant::now();
+    // 3. Upstream: the route's candidates in order, with retries and fallbacks.
     if !req.is_stream() {
-        let c = providers::chat(&state.http, &d, &req).await.map_err(|e| {
-            record_upstream_error(&d, &e);
-            ApiError::from(e)
-        })?;
-        record_upstream_latency(&d, started);
+        let (c, routed) = with_failover(state, route, &needs, |t| {
+            let req = &req;
+            async move {
+                let started = Instant::now();
+                let c = providers::chat(&state.http, &t.deployment, req).await?;
+                let took = started.elapsed();
+                t.health.record_success(Some(took), Some(took));
+                t.health
+                    .add_tokens(c.usage.completion_tokens, Instant::now());
+                record_upstream_latency(&t.deployment, started);
+                Ok(c)
+            }
+        })
+        .await?;
+        let d = Arc::clone(&routed.target.deployment);
         record_tokens(&group, &c.usage);
+        let cost_usd = record_cost(&d, &c.usage);
         // 4. Write back before answering, so an acknowledged answer is a stored one.
         if let Some(cc) = ctx.filter(|c| !c.control.no_store) {
             if let Ok(completion) = serde_json::from_slice::<Value>(&c.body) {
@@ -267,6 +472,8 @@ pub async fn chat(
         }
         return Ok(Reply {
             deployment: Some(d),
+            route_reason: Some(routed.reason),
+            cost_usd,
             outcome,
             hit: None,
             body: ReplyBody::Json(c.body),
@@ -274,15 +481,41 @@ pub async fn chat(
     }
 
     let client_wants_usage = req.wants_stream_usage();
-    // Ask for usage even when the client did not, to count tokens; the tee strips it again.
-    let force_usage = !client_wants_usage && providers::supports_stream_usage(&d);
-    let upstream = providers::chat_stream(&state.http, &d, &req, client_wants_usage || force_usage)
-        .await
-        .map_err(|e| {
-            record_upstream_error(&d, &e);
-            ApiError::from(e)
-        })?;
+    // Failover is possible only until the first byte reaches the client, so each attempt waits
+    // for the first chunk: an attempt that fails before it counts as failed and the next one runs.
+    let ((first, rest, force_usage, started), routed) = with_failover(state, route, &needs, |t| {
+        let req = &req;
+        async move {
+            let d = &t.deployment;
+            // Ask for usage even when the client did not, to count tokens; the tee strips it.
+            let force_usage = !client_wants_usage && providers::supports_stream_usage(d);
+            let started = Instant::now();
+            let mut s =
+                providers::chat_stream(&state.http, d, req, client_wants_usage || force_usage)
+                    .await?;
+            match s.next().await {
+                Some(Ok(first)) => {
+                    t.health.record_success(Some(started.elapsed()), None);
+                    Ok((first, s, force_usage, started))
+                }
+                Some(Err(e)) => Err(e),
+                None => Err(UpstreamError::Protocol {
+                    deployment: providers::label(d),
+                    detail: "the stream ended before any data".into(),
+                }),
+            }
+        }
+    })
+    .await?;
+    let target = Arc::clone(&routed.target);
+    let d = Arc::clone(&target.deployment);
+    let upstream: providers::ChunkStream =
+        Box::pin(futures_util::stream::once(async move { Ok(first) }).chain(rest));
     let dep = Arc::clone(&d);
+    let (allowed_fails, cooldown) = {
+        let cfg = state.router.config();
+        (cfg.allowed_fails, cfg.cooldown)
+    };
     let on_finish = Box::new(move |o: StreamOutcome| {
         record_upstream_latency(&dep, started);
         if let Some(first) = o.first_token_at {
@@ -291,8 +524,17 @@ pub async fn chat(
         }
         let usage = o.usage.unwrap_or_default();
         record_tokens(&dep.model_group, &usage);
+        record_cost(&dep, &usage);
+        target
+            .health
+            .add_tokens(usage.completion_tokens, Instant::now());
         if let Some(e) = &o.error {
             record_upstream_error(&dep, e);
+            target
+                .health
+                .record_failure(Instant::now(), allowed_fails, cooldown, cooldown);
+        } else if o.clean {
+            target.health.record_success(None, Some(started.elapsed()));
         }
         if o.cancelled {
             tracing::info!(deployment = %dep.id, "client disconnected; upstream stream cancelled");
@@ -304,12 +546,14 @@ pub async fn chat(
                 g.complete(Arc::new(completion.clone()), usage);
             }
             if let Some(cc) = ctx.filter(|c| !c.control.no_store) {
-                cc.store_later(dep.model_group.clone(), completion, usage);
+                cc.store_later(group, completion, usage);
             }
         }
     });
     Ok(Reply {
         deployment: Some(d),
+        route_reason: Some(routed.reason),
+        cost_usd: None,
         outcome,
         hit: None,
         body: ReplyBody::Stream(Box::pin(Tee::new(upstream, force_usage, on_finish))),
@@ -318,18 +562,27 @@ pub async fn chat(
 
 /// Serves one embeddings request.
 pub async fn embeddings(state: &AppState, req: EmbeddingsRequest) -> Result<Reply, ApiError> {
-    let d = route(state, &req.model)?;
-    let started = Instant::now();
-    let c = providers::embeddings(&state.http, &d, &req)
-        .await
-        .map_err(|e| {
-            record_upstream_error(&d, &e);
-            ApiError::from(e)
-        })?;
-    record_upstream_latency(&d, started);
+    let needs = Needs::default();
+    let route = route(state, &req.model, &needs)?;
+    let (c, routed) = with_failover(state, route, &needs, |t| {
+        let req = &req;
+        async move {
+            let started = Instant::now();
+            let c = providers::embeddings(&state.http, &t.deployment, req).await?;
+            t.health
+                .record_success(Some(started.elapsed()), Some(started.elapsed()));
+            record_upstream_latency(&t.deployment, started);
+            Ok(c)
+        }
+    })
+    .await?;
+    let d = Arc::clone(&routed.target.deployment);
     record_tokens(&d.model_group, &c.usage);
+    let cost_usd = record_cost(&d, &c.usage);
     Ok(Reply {
         deployment: Some(d),
+        route_reason: Some(routed.reason),
+        cost_usd,
         outcome: CacheOutcome::Bypass,
         hit: None,
         body: ReplyBody::Json(c.body),

@@ -99,9 +99,7 @@ pub async fn lookup(
 ) -> Result<HttpResponse, ApiError> {
     let c = admin_cache(&state, &req)?;
     let b: LookupBody = read_json(&req, payload, &state).await?;
-    let group = crate::pipeline::route(&state, &b.model)?
-        .model_group
-        .clone();
+    let group = crate::pipeline::route(&state, &b.model, &Default::default())?.group;
     let messages = match (b.messages, b.prompt) {
         (Some(m), None) => m,
         (None, Some(p)) => json!([{"role": "user", "content": p}]),

@@ -13,8 +13,10 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use std::time::Instant;
 
-/// Header naming the deployment that answered.
+/// Header naming the deployment that answered and why: `gpt-4o/1; balanced: lowest score ...`.
 pub const ROUTE_HEADER: &str = "x-sluice-route";
+/// Header with the USD cost of the upstream call (0 for cache hits; absent for streams).
+pub const COST_HEADER: &str = "x-sluice-cost-usd";
 /// Header with the cache outcome.
 pub const CACHE_HEADER: &str = "x-sluice-cache";
 /// Header with the id of the entry that answered.
@@ -33,7 +35,7 @@ fn group_label(state: &AppState, model: Option<&str>) -> String {
 }
 
 /// Turns a pipeline result into a response, recording request metrics.
-fn respond(
+pub(super) fn respond(
     state: &AppState,
     model: Option<&str>,
     started: Instant,
@@ -55,9 +57,18 @@ fn respond(
                 b.insert_header((ROUTE_HEADER, "cache"));
             }
             if let Some(d) = &reply.deployment {
-                if let Ok(v) = HeaderValue::from_str(&d.id) {
+                let full = match &reply.route_reason {
+                    Some(r) => format!("{}; {r}", d.id),
+                    None => d.id.clone(),
+                };
+                if let Ok(v) =
+                    HeaderValue::from_str(&full).or_else(|_| HeaderValue::from_str(&d.id))
+                {
                     b.insert_header((ROUTE_HEADER, v));
                 }
+            }
+            if let Some(cost) = reply.cost_usd {
+                b.insert_header((COST_HEADER, format!("{cost:.8}")));
             }
             let resp = match reply.body {
                 ReplyBody::Json(bytes) => b

@@ -7,10 +7,11 @@ mod admin;
 mod body;
 mod chat;
 mod health;
+mod messages;
 mod models;
 
 pub use body::{read_body, read_json, RequestId};
-pub use chat::{CACHE_HEADER, ROUTE_HEADER};
+pub use chat::{CACHE_HEADER, COST_HEADER, ROUTE_HEADER};
 
 use crate::error::ApiError;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
@@ -27,6 +28,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::resource(format!("{prefix}/embeddings"))
                 .route(web::post().to(chat::embeddings))
                 .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource(format!("{prefix}/messages"))
+                .route(web::post().to(messages::messages))
+                .default_service(web::to(messages::method_not_allowed)),
         )
         .service(
             web::resource(format!("{prefix}/models"))

@@ -42,6 +42,8 @@ pub struct Config {
     pub log: LogSettings,
     /// Semantic cache.
     pub cache: CacheConfig,
+    /// Routing, retries, cooldowns and fallbacks.
+    pub routing: crate::router::RoutingConfig,
     /// Keys the file used that Sluice does not know; reported as warnings at start-up.
     pub ignored_keys: Vec<String>,
 }
@@ -79,6 +81,14 @@ pub struct Deployment {
     pub input_cost_per_token: Option<f64>,
     /// USD per completion token.
     pub output_cost_per_token: Option<f64>,
+    /// Prices per token (price table, overridden by `model_info`), if known.
+    pub price: Option<crate::pricing::Price>,
+    /// What the model can do (price table, overridden by `model_info`).
+    pub caps: crate::router::Capabilities,
+    /// Share of traffic under simple-shuffle.
+    pub weight: f64,
+    /// Retries allowed on this deployment (`None`: the router's `num_retries`).
+    pub max_retries: Option<u32>,
     /// Mock behaviour, for `mock/...` deployments.
     pub mock: MockSettings,
 }

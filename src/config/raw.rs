@@ -49,14 +49,27 @@ pub struct RawParams {
     pub mock_latency_ms: Option<u64>,
     /// Delay between streamed mock chunks, in milliseconds (Sluice).
     pub mock_chunk_delay_ms: Option<u64>,
+    /// Share of traffic under simple-shuffle (LiteLLM's name).
+    pub weight: Option<f64>,
+    /// Retries on this deployment (LiteLLM's name).
+    pub max_retries: Option<u32>,
 }
 
 /// `model_info` of a deployment: prices and an optional stable id.
 #[derive(Debug, Default, Deserialize)]
 pub struct RawModelInfo {
     pub id: Option<String>,
+    /// The model an Azure (or renamed) deployment runs, for the price table.
+    pub base_model: Option<String>,
     pub input_cost_per_token: Option<f64>,
     pub output_cost_per_token: Option<f64>,
+    pub max_input_tokens: Option<u64>,
+    pub max_output_tokens: Option<u64>,
+    /// LiteLLM's older name for `max_output_tokens`.
+    pub max_tokens: Option<u64>,
+    pub supports_function_calling: Option<bool>,
+    pub supports_vision: Option<bool>,
+    pub supports_response_schema: Option<bool>,
 }
 
 /// `general_settings`.
@@ -77,6 +90,53 @@ pub struct RawLitellmSettings {
 pub struct RawRouterSettings {
     pub routing_strategy: Option<String>,
     pub timeout: Option<f64>,
+    pub num_retries: Option<u32>,
+    /// Seconds before the first retry of a deployment (LiteLLM: minimum wait).
+    pub retry_after: Option<f64>,
+    pub allowed_fails: Option<u32>,
+    /// Seconds a failing deployment is skipped.
+    pub cooldown_time: Option<f64>,
+    /// `[{group: [fallback, ...]}, ...]`.
+    #[serde(default)]
+    pub fallbacks: Vec<std::collections::BTreeMap<String, Vec<String>>>,
+    #[serde(default)]
+    pub context_window_fallbacks: Vec<std::collections::BTreeMap<String, Vec<String>>>,
+    #[serde(default)]
+    pub content_policy_fallbacks: Vec<std::collections::BTreeMap<String, Vec<String>>>,
+}
+
+/// `sluice.routing`.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawRouting {
+    /// Weights of the balanced score.
+    pub weights: Option<RawWeights>,
+    /// `model: auto` and other auto names.
+    #[serde(default)]
+    pub auto: RawAuto,
+    /// Longest backoff / Retry-After honoured, in seconds.
+    pub max_backoff_seconds: Option<f64>,
+    /// Completion tokens assumed when a request sets no max_tokens.
+    pub expected_completion_tokens: Option<u64>,
+    /// Seed for routing randomness (tests, reproducible benchmarks).
+    pub seed: Option<u64>,
+}
+
+/// `sluice.routing.weights`.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawWeights {
+    pub cost: Option<f64>,
+    pub latency: Option<f64>,
+    pub errors: Option<f64>,
+}
+
+/// `sluice.routing.auto`.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawAuto {
+    /// Policy of `model: auto`.
+    pub policy: Option<String>,
+    /// More auto names: `{name: policy}`.
+    #[serde(default)]
+    pub groups: std::collections::BTreeMap<String, String>,
 }
 
 /// Sluice's own section.
@@ -92,6 +152,8 @@ pub struct RawSluice {
     pub log_level: Option<String>,
     #[serde(default)]
     pub cache: RawCache,
+    #[serde(default)]
+    pub routing: RawRouting,
 }
 
 /// `sluice.cache`: defaults for the semantic cache (the admin API can change them live).

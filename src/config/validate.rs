@@ -3,7 +3,9 @@
 use super::env::{self, Vars};
 use super::raw::{RawConfig, RawModel};
 use super::{Config, Deployment, LogFormat, LogSettings, MockSettings, Secret, ServerSettings};
+use crate::pricing::{Price, PriceTable};
 use crate::providers::ProviderKind;
+use crate::router::{AutoPolicy, Capabilities, RoutingConfig, RoutingStrategy};
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -14,17 +16,6 @@ const DEFAULT_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 const DEFAULT_SHUTDOWN_GRACE_SECS: f64 = 30.0;
 const DEFAULT_LISTEN: &str = "0.0.0.0:4000";
 const DEFAULT_DATA_DIR: &str = "./data/state";
-
-/// LiteLLM routing strategy names, plus Sluice's own.
-const ROUTING_STRATEGIES: &[&str] = &[
-    "simple-shuffle",
-    "least-busy",
-    "latency-based-routing",
-    "cost-based-routing",
-    "usage-based-routing",
-    "usage-based-routing-v2",
-    "balanced",
-];
 
 /// One problem in a config, at a YAML path such as `model_list[1].litellm_params.model`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -186,18 +177,6 @@ fn validate(
         .connect_timeout_seconds
         .unwrap_or(DEFAULT_CONNECT_TIMEOUT_SECS);
 
-    if let Some(s) = &raw.router_settings.routing_strategy {
-        if !ROUTING_STRATEGIES.contains(&s.as_str()) {
-            issues.push(
-                "router_settings.routing_strategy",
-                format!(
-                    "unknown routing strategy \"{s}\" (known: {})",
-                    ROUTING_STRATEGIES.join(", ")
-                ),
-            );
-        }
-    }
-
     let mut deployments: Vec<Deployment> = Vec::new();
     for (i, m) in raw.model_list.into_iter().enumerate() {
         if let Some(d) = deployment(
@@ -212,6 +191,13 @@ fn validate(
             deployments.push(d);
         }
     }
+
+    let routing = routing(
+        &raw.router_settings,
+        &raw.sluice.routing,
+        &deployments,
+        issues,
+    );
 
     let listen_text = raw.sluice.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
     let listen = listen_text.parse::<SocketAddr>().unwrap_or_else(|e| {
@@ -267,6 +253,7 @@ fn validate(
 
     let cache = cache_config(raw.sluice.cache, &deployments, issues);
     Config {
+        routing,
         cache,
         deployments,
         master_key,
@@ -334,6 +321,139 @@ fn cache_config(
     }
 }
 
+/// `router_settings` and `sluice.routing` -> [`RoutingConfig`]; fallbacks must name groups.
+fn routing(
+    rs: &super::raw::RawRouterSettings,
+    rr: &super::raw::RawRouting,
+    deployments: &[Deployment],
+    issues: &mut ConfigIssues,
+) -> RoutingConfig {
+    let mut out = RoutingConfig::default();
+    if let Some(s) = &rs.routing_strategy {
+        match s.parse::<RoutingStrategy>() {
+            Ok(v) => out.strategy = v,
+            Err(e) => issues.push("router_settings.routing_strategy", e),
+        }
+    }
+    if let Some(n) = rs.num_retries {
+        out.num_retries = n;
+    }
+    if let Some(n) = rs.allowed_fails {
+        out.allowed_fails = n;
+    }
+    let non_negative =
+        |v: Option<f64>, path: &str, default: Duration, issues: &mut ConfigIssues| match v {
+            None => default,
+            Some(secs) => match Duration::try_from_secs_f64(secs) {
+                Ok(d) => d,
+                Err(_) => {
+                    issues.push(
+                        path,
+                        format!("must be a non-negative number of seconds, got {secs}"),
+                    );
+                    default
+                }
+            },
+        };
+    out.backoff_base = non_negative(
+        rs.retry_after,
+        "router_settings.retry_after",
+        out.backoff_base,
+        issues,
+    );
+    out.cooldown = non_negative(
+        rs.cooldown_time,
+        "router_settings.cooldown_time",
+        out.cooldown,
+        issues,
+    );
+    out.backoff_max = non_negative(
+        rr.max_backoff_seconds,
+        "sluice.routing.max_backoff_seconds",
+        out.backoff_max,
+        issues,
+    );
+    if let Some(w) = &rr.weights {
+        for (name, v, slot) in [
+            ("cost", w.cost, &mut out.weights.cost),
+            ("latency", w.latency, &mut out.weights.latency),
+            ("errors", w.errors, &mut out.weights.errors),
+        ] {
+            match v {
+                Some(x) if x.is_finite() && x >= 0.0 => *slot = x,
+                Some(x) => issues.push(
+                    format!("sluice.routing.weights.{name}"),
+                    format!("must be a non-negative number, got {x}"),
+                ),
+                None => {}
+            }
+        }
+    }
+    if let Some(n) = rr.expected_completion_tokens {
+        out.expected_completion_tokens = n;
+    }
+    out.seed = rr.seed;
+    let groups: std::collections::BTreeSet<&str> =
+        deployments.iter().map(|d| d.model_group.as_str()).collect();
+    if let Some(p) = &rr.auto.policy {
+        match p.parse::<AutoPolicy>() {
+            Ok(v) => {
+                out.auto_groups.insert("auto".into(), v);
+            }
+            Err(e) => issues.push("sluice.routing.auto.policy", e),
+        }
+    }
+    for (name, p) in &rr.auto.groups {
+        match p.parse::<AutoPolicy>() {
+            Ok(v) => {
+                out.auto_groups.insert(name.clone(), v);
+            }
+            Err(e) => issues.push(format!("sluice.routing.auto.groups.{name}"), e),
+        }
+    }
+    let known = |g: &str| groups.contains(g) || out.auto_groups.contains_key(g);
+    let fallback_map = |key: &str,
+                        lists: &[std::collections::BTreeMap<String, Vec<String>>],
+                        issues: &mut ConfigIssues| {
+        let mut map = std::collections::BTreeMap::new();
+        for (i, entry) in lists.iter().enumerate() {
+            for (from, to) in entry {
+                if from != "*" && !known(from) {
+                    issues.push(
+                        format!("router_settings.{key}[{i}].{from}"),
+                        format!("unknown model group \"{from}\""),
+                    );
+                }
+                for (j, g) in to.iter().enumerate() {
+                    if !known(g) {
+                        issues.push(
+                            format!("router_settings.{key}[{i}].{from}[{j}]"),
+                            format!("unknown model group \"{g}\""),
+                        );
+                    }
+                }
+                map.insert(from.clone(), to.clone());
+            }
+        }
+        map
+    };
+    let fallbacks = fallback_map("fallbacks", &rs.fallbacks, issues);
+    let context = fallback_map(
+        "context_window_fallbacks",
+        &rs.context_window_fallbacks,
+        issues,
+    );
+    let content = fallback_map(
+        "content_policy_fallbacks",
+        &rs.content_policy_fallbacks,
+        issues,
+    );
+    out.fallbacks = fallbacks;
+    out.context_window_fallbacks = context;
+    out.content_policy_fallbacks = content;
+    out
+}
+
 fn deployment(
     i: usize,
     m: RawModel,
@@ -383,6 +503,13 @@ fn deployment(
                 None
             }
         },
+        (None, ProviderKind::Azure) => {
+            issues.push(
+                at("litellm_params.api_base"),
+                "required for azure (https://<resource>.openai.azure.com)",
+            );
+            None
+        }
         (None, _) => None,
     };
     let api_key = p
@@ -441,6 +568,56 @@ fn deployment(
         &at("litellm_params.connect_timeout"),
         issues,
     );
+    // Prices and capabilities: the built-in table, then `model_info` field by field.
+    let info = &m.model_info;
+    let row = PriceTable::builtin().lookup(
+        provider,
+        info.base_model.as_deref().unwrap_or(&upstream_model),
+    );
+    let price = match (
+        info.input_cost_per_token
+            .or(row.map(|r| r.input_cost_per_token)),
+        info.output_cost_per_token
+            .or(row.map(|r| r.output_cost_per_token)),
+    ) {
+        (Some(input), Some(output)) => Some(Price { input, output }),
+        (Some(input), None) => Some(Price { input, output: 0.0 }),
+        (None, Some(output)) => Some(Price { input: 0.0, output }),
+        (None, None) => None,
+    };
+    let unknown = Capabilities::default();
+    let caps = Capabilities {
+        context_window: info
+            .max_input_tokens
+            .or(row.and_then(|r| r.max_input_tokens)),
+        max_output: info
+            .max_output_tokens
+            .or(info.max_tokens)
+            .or(row.and_then(|r| r.max_output_tokens)),
+        tools: info
+            .supports_function_calling
+            .or(row.map(|r| r.supports_function_calling))
+            .unwrap_or(unknown.tools),
+        vision: info
+            .supports_vision
+            .or(row.map(|r| r.supports_vision))
+            .unwrap_or(unknown.vision),
+        json: info
+            .supports_response_schema
+            .or(row.map(|r| r.supports_response_schema))
+            .unwrap_or(unknown.json),
+    };
+    let weight = match p.weight {
+        None => 1.0,
+        Some(w) if w.is_finite() && w > 0.0 => w,
+        Some(w) => {
+            issues.push(
+                at("litellm_params.weight"),
+                format!("must be a positive number, got {w}"),
+            );
+            1.0
+        }
+    };
     Some(Deployment {
         id,
         model_group: m.model_name,
@@ -455,8 +632,12 @@ fn deployment(
         connect_timeout,
         rpm: p.rpm,
         tpm: p.tpm,
-        input_cost_per_token: m.model_info.input_cost_per_token,
-        output_cost_per_token: m.model_info.output_cost_per_token,
+        input_cost_per_token: price.map(|p| p.input),
+        output_cost_per_token: price.map(|p| p.output),
+        price,
+        caps,
+        weight,
+        max_retries: p.max_retries,
         mock: MockSettings {
             response: p.mock_response,
             latency: Duration::from_millis(p.mock_latency_ms.unwrap_or(0)),

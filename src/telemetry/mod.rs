@@ -40,6 +40,15 @@ pub const CACHE_TOKENS_SAVED_TOTAL: &str = "sluice_cache_tokens_saved_total";
 pub const CACHE_USD_SAVED: &str = "sluice_cache_usd_saved";
 
 /// Label for a model group the config does not know (keeps labels bounded).
+/// Counter: routing decisions, by group, deployment and strategy.
+pub const ROUTING_DECISIONS_TOTAL: &str = "sluice_routing_decisions_total";
+/// Counter: upstream attempts that were retries or fallbacks, by kind.
+pub const ROUTING_RETRIES_TOTAL: &str = "sluice_routing_retries_total";
+/// Gauge: 1 while a deployment is cooling down.
+pub const DEPLOYMENT_COOLDOWN: &str = "sluice_deployment_cooldown";
+/// Counter: USD spent upstream, by model group and deployment.
+pub const COST_USD_TOTAL: &str = "sluice_cost_usd_total";
+/// Label for a model group the config does not know (keeps labels bounded).
 pub const UNKNOWN_GROUP: &str = "_unknown";
 
 const SIMILARITY_BUCKETS: &[f64] = &[

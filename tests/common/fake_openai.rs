@@ -222,7 +222,39 @@ async fn chat(req: HttpRequest, shared: web::Data<Shared>, body: web::Bytes) -> 
         .as_bool()
         .unwrap_or(false);
     let text = format!("You said: {}", last_user(&body));
+    // fake-flaky-N: HTTP 500 for the first N calls to this model name, then normal answers.
+    if let Some(n) = model
+        .strip_prefix("fake-flaky-")
+        .and_then(|n| n.parse::<usize>().ok())
+    {
+        let seen = shared
+            .calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| c.body["model"] == model.as_str())
+            .count();
+        if seen <= n {
+            return error(
+                500,
+                "The server had an error while processing your request.",
+                "server_error",
+                None,
+                None,
+            );
+        }
+    }
+    // fake-delay-MS: answers after MS milliseconds.
+    if let Some(ms) = model
+        .strip_prefix("fake-delay-")
+        .and_then(|n| n.parse::<u64>().ok())
+    {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
     match model.as_str() {
+        "fake-ctx" => error(400, "This model's maximum context length is 8192 tokens. However, your messages resulted in 9000 tokens.", "invalid_request_error", Some("messages"), Some("context_length_exceeded")),
+        "fake-content" => error(400, "The response was filtered due to the prompt triggering Azure OpenAI's content management policy.", "invalid_request_error", Some("prompt"), Some("content_filter")),
+        "fake-empty-stream" => HttpResponse::Ok().content_type("text/event-stream").body(""),
         "fake-400" => error(400, "Invalid value for 'temperature': must be <= 2.", "invalid_request_error", Some("temperature"), Some("invalid_value")),
         "fake-401" => error(401, "Incorrect API key provided: sk-upstream-secret.", "invalid_request_error", None, Some("invalid_api_key")),
         "fake-429" => HttpResponse::TooManyRequests()
