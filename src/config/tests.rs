@@ -160,10 +160,22 @@ fn openai_without_key_is_rejected() {
 }
 
 #[test]
-fn unsupported_provider_is_explicit() {
-    let yaml = "model_list:\n  - model_name: a\n    litellm_params: {model: anthropic/claude, api_key: k}\n";
-    let e = err_text(yaml, &vars(&[]));
-    assert!(e.contains("not supported by this version"), "{e}");
+fn every_provider_prefix_loads() {
+    for (model, extra) in [
+        ("anthropic/claude-sonnet-4-5", ""),
+        ("gemini/gemini-2.5-flash", ""),
+        ("azure/my-gpt4o", ", api_base: https://x.openai.azure.com"),
+        ("groq/llama-3.3-70b-versatile", ""),
+    ] {
+        let yaml = format!("model_list:\n  - model_name: a\n    litellm_params: {{model: {model}, api_key: k{extra}}}\n");
+        let c = Config::from_yaml(&yaml, &vars(&[])).unwrap();
+        assert_eq!(c.deployments.len(), 1, "{model}");
+    }
+    let e = err_text(
+        "model_list:\n  - model_name: a\n    litellm_params: {model: azure/my-gpt4o, api_key: k}\n",
+        &vars(&[]),
+    );
+    assert!(e.contains("model_list[0].litellm_params.api_base"), "{e}");
 }
 
 #[test]

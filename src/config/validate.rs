@@ -475,13 +475,6 @@ fn deployment(
             return None;
         }
     };
-    if !provider.is_supported() {
-        issues.push(
-            at("litellm_params.model"),
-            format!("provider \"{provider}\" is not supported by this version of Sluice yet"),
-        );
-        return None;
-    }
     let api_base = match (&p.api_base, provider) {
         (Some(base), _) => {
             match reqwest::Url::parse(base) {

@@ -115,11 +115,6 @@ impl ProviderKind {
         }
     }
 
-    /// Whether this build can send traffic to the provider.
-    pub fn is_supported(self) -> bool {
-        matches!(self, Self::OpenAi | Self::Compatible(_) | Self::Mock)
-    }
-
     /// The environment variable holding the key when the config gives none.
     pub fn default_key_env(self) -> Option<&'static str> {
         match self {

@@ -3,7 +3,7 @@
 //! Owns the upstream wire formats and the HTTP clients. Knows nothing of caching, routing or
 //! the HTTP server; dispatch is a `match` on the closed [`ProviderKind`] enum.
 
-mod anthropic;
+pub(crate) mod anthropic;
 mod azure;
 mod gemini;
 mod kind;
@@ -257,13 +257,6 @@ impl HttpClients {
 /// A label for messages: `gpt-4o/0 (openai/gpt-4o)`.
 pub fn label(d: &Deployment) -> String {
     format!("{} ({}/{})", d.id, d.provider, d.upstream_model)
-}
-
-fn unsupported(d: &Deployment) -> UpstreamError {
-    UpstreamError::Unsupported {
-        deployment: label(d),
-        detail: format!("provider {} is not available in this build", d.provider),
-    }
 }
 
 /// One provider's wire protocol: turns an OpenAI-shaped request into the provider's call and

@@ -1,5 +1,8 @@
 //! OpenAI and OpenAI-compatible servers: the request is already in their format, so bodies
 //! pass through and only the model name and authentication change.
+//!
+//! The body builders, `post_json`/`post_stream` and the error reading take an [`Endpoint`]
+//! (URL + key placement), so Azure reuses them with its own URLs and `api-key` header.
 
 use super::{label, Adapter, ChunkStream, Completion, ProviderKind, StatusError, UpstreamError};
 use crate::config::Deployment;
@@ -11,29 +14,60 @@ use std::time::Duration;
 
 const DEFAULT_BASE: &str = "https://api.openai.com/v1";
 /// Upstream error bodies are read up to this size; the rest is not needed to explain the error.
-const MAX_ERROR_BODY: usize = 64 * 1024;
+pub(super) const MAX_ERROR_BODY: usize = 64 * 1024;
 
-fn url(d: &Deployment, path: &str) -> String {
-    format!("{}{path}", d.api_base.as_deref().unwrap_or(DEFAULT_BASE))
+/// How the deployment's key is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Auth {
+    /// `Authorization: Bearer <key>` (plus `OpenAI-Organization` when configured).
+    Bearer,
+    /// The key alone in the named header (Azure's `api-key`).
+    Header(&'static str),
+}
+
+/// Where an OpenAI-shaped request goes: the full URL and how to authenticate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Endpoint {
+    /// Full URL, query included.
+    pub url: String,
+    /// Key placement.
+    pub auth: Auth,
+}
+
+/// The endpoint of an OpenAI or OpenAI-compatible server: `{api_base}{path}`, bearer key.
+fn endpoint(d: &Deployment, path: &str) -> Endpoint {
+    Endpoint {
+        url: format!("{}{path}", d.api_base.as_deref().unwrap_or(DEFAULT_BASE)),
+        auth: Auth::Bearer,
+    }
 }
 
 fn request(
     client: &reqwest::Client,
     d: &Deployment,
-    path: &str,
+    ep: &Endpoint,
     body: Vec<u8>,
     timeout: Duration,
 ) -> reqwest::RequestBuilder {
     let mut rb = client
-        .post(url(d, path))
+        .post(&ep.url)
         .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
         .timeout(timeout)
         .body(body);
-    if let Some(key) = &d.api_key {
-        rb = rb.bearer_auth(key.expose());
-    }
-    if let Some(org) = &d.organization {
-        rb = rb.header("OpenAI-Organization", org);
+    match ep.auth {
+        Auth::Bearer => {
+            if let Some(key) = &d.api_key {
+                rb = rb.bearer_auth(key.expose());
+            }
+            if let Some(org) = &d.organization {
+                rb = rb.header("OpenAI-Organization", org);
+            }
+        }
+        Auth::Header(name) => {
+            if let Some(key) = &d.api_key {
+                rb = rb.header(name, key.expose());
+            }
+        }
     }
     rb
 }
@@ -85,11 +119,7 @@ struct ErrorBody {
 /// Turns a non-2xx upstream response into an error that says why.
 pub(super) async fn status_error(d: &Deployment, resp: reqwest::Response) -> UpstreamError {
     let status = resp.status().as_u16();
-    let retry_after = resp
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    let retry_after = retry_after(resp.headers());
     let body = read_capped(resp, MAX_ERROR_BODY).await;
     let redact = |s: String| match &d.api_key {
         Some(k) => k.redact(&s),
@@ -128,7 +158,18 @@ pub(super) async fn status_error(d: &Deployment, resp: reqwest::Response) -> Ups
     }))
 }
 
-async fn read_capped(mut resp: reqwest::Response, cap: usize) -> Vec<u8> {
+/// `retry-after` as sent; otherwise `retry-after-ms` (Azure) rounded up to whole seconds.
+pub(super) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<String> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(v) = header("retry-after") {
+        return Some(v.to_string());
+    }
+    let ms = header("retry-after-ms")?.trim().parse::<f64>().ok()?;
+    (ms.is_finite() && ms >= 0.0).then(|| ((ms / 1000.0).ceil() as u64).to_string())
+}
+
+/// Reads at most `cap` bytes of a body (error bodies need no more).
+pub(super) async fn read_capped(mut resp: reqwest::Response, cap: usize) -> Vec<u8> {
     let mut out = Vec::new();
     while let Ok(Some(chunk)) = resp.chunk().await {
         let room = cap.saturating_sub(out.len());
@@ -140,10 +181,33 @@ async fn read_capped(mut resp: reqwest::Response, cap: usize) -> Vec<u8> {
     out
 }
 
-fn outbound(d: &Deployment, req: &ChatRequest) -> ChatRequest {
+/// The chat body sent upstream: the client's request with the upstream model name, asking
+/// for a usage chunk when `include_usage`.
+pub(super) fn chat_body(
+    d: &Deployment,
+    req: &ChatRequest,
+    include_usage: bool,
+) -> Result<Vec<u8>, UpstreamError> {
     let mut out = req.clone();
     out.model.clone_from(&d.upstream_model);
-    out
+    if include_usage {
+        let opts = out.stream_options.get_or_insert_with(|| StreamOptions {
+            include_usage: None,
+            extra: Default::default(),
+        });
+        opts.include_usage = Some(true);
+    }
+    encode(d, &out)
+}
+
+/// The embeddings body sent upstream: the client's request with the upstream model name.
+pub(super) fn embeddings_body(
+    d: &Deployment,
+    req: &EmbeddingsRequest,
+) -> Result<Vec<u8>, UpstreamError> {
+    let mut out = req.clone();
+    out.model.clone_from(&d.upstream_model);
+    encode(d, &out)
 }
 
 fn encode<T: serde::Serialize>(d: &Deployment, v: &T) -> Result<Vec<u8>, UpstreamError> {
@@ -153,13 +217,14 @@ fn encode<T: serde::Serialize>(d: &Deployment, v: &T) -> Result<Vec<u8>, Upstrea
     })
 }
 
-async fn post_json(
+/// POSTs an OpenAI-shaped body and returns the JSON answer with its usage.
+pub(super) async fn post_json(
     client: &reqwest::Client,
     d: &Deployment,
-    path: &str,
+    ep: &Endpoint,
     body: Vec<u8>,
 ) -> Result<Completion, UpstreamError> {
-    let resp = request(client, d, path, body, d.timeout)
+    let resp = request(client, d, ep, body, d.timeout)
         .send()
         .await
         .map_err(|e| transport_error(d, e, d.timeout))?;
@@ -180,6 +245,27 @@ async fn post_json(
     Ok(Completion { body, usage })
 }
 
+/// POSTs a streaming chat body; upstream SSE bytes are passed on as they arrive.
+pub(super) async fn post_stream(
+    client: &reqwest::Client,
+    d: &Deployment,
+    ep: &Endpoint,
+    body: Vec<u8>,
+) -> Result<ChunkStream, UpstreamError> {
+    let timeout = d.stream_timeout;
+    let resp = request(client, d, ep, body, timeout)
+        .send()
+        .await
+        .map_err(|e| transport_error(d, e, timeout))?;
+    if !resp.status().is_success() {
+        return Err(status_error(d, resp).await);
+    }
+    let d = d.clone();
+    Ok(Box::pin(resp.bytes_stream().map(move |r| {
+        r.map_err(|e| transport_error(&d, e, timeout))
+    })))
+}
+
 /// api.openai.com and every OpenAI-compatible server.
 pub(super) struct OpenAi;
 
@@ -190,8 +276,8 @@ impl Adapter for OpenAi {
         d: &Deployment,
         req: &ChatRequest,
     ) -> Result<Completion, UpstreamError> {
-        let body = encode(d, &outbound(d, req))?;
-        post_json(client, d, "/chat/completions", body).await
+        let body = chat_body(d, req, false)?;
+        post_json(client, d, &endpoint(d, "/chat/completions"), body).await
     }
 
     /// Upstream SSE bytes are passed on as they arrive.
@@ -202,27 +288,8 @@ impl Adapter for OpenAi {
         req: &ChatRequest,
         force_usage: bool,
     ) -> Result<ChunkStream, UpstreamError> {
-        let mut out = outbound(d, req);
-        if force_usage {
-            let opts = out.stream_options.get_or_insert_with(|| StreamOptions {
-                include_usage: None,
-                extra: Default::default(),
-            });
-            opts.include_usage = Some(true);
-        }
-        let body = encode(d, &out)?;
-        let timeout = d.stream_timeout;
-        let resp = request(client, d, "/chat/completions", body, timeout)
-            .send()
-            .await
-            .map_err(|e| transport_error(d, e, timeout))?;
-        if !resp.status().is_success() {
-            return Err(status_error(d, resp).await);
-        }
-        let d = d.clone();
-        Ok(Box::pin(resp.bytes_stream().map(move |r| {
-            r.map_err(|e| transport_error(&d, e, timeout))
-        })))
+        let body = chat_body(d, req, force_usage)?;
+        post_stream(client, d, &endpoint(d, "/chat/completions"), body).await
     }
 
     async fn embeddings(
@@ -231,14 +298,31 @@ impl Adapter for OpenAi {
         d: &Deployment,
         req: &EmbeddingsRequest,
     ) -> Result<Completion, UpstreamError> {
-        let mut out = req.clone();
-        out.model.clone_from(&d.upstream_model);
-        let body = encode(d, &out)?;
-        post_json(client, d, "/embeddings", body).await
+        let body = embeddings_body(d, req)?;
+        post_json(client, d, &endpoint(d, "/embeddings"), body).await
     }
 
     /// Only api.openai.com is known to accept `stream_options`; compatible servers vary.
     fn stream_usage(&self, d: &Deployment) -> bool {
         matches!(d.provider, ProviderKind::OpenAi)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderMap;
+
+    #[test]
+    fn retry_after_prefers_the_header_then_milliseconds() {
+        let mut h = HeaderMap::new();
+        assert_eq!(retry_after(&h), None);
+        h.insert("retry-after-ms", HeaderValue::from_static("1500"));
+        assert_eq!(retry_after(&h).as_deref(), Some("2"));
+        h.insert("retry-after", HeaderValue::from_static("7"));
+        assert_eq!(retry_after(&h).as_deref(), Some("7"));
+        let mut h = HeaderMap::new();
+        h.insert("retry-after-ms", HeaderValue::from_static("soon"));
+        assert_eq!(retry_after(&h), None);
     }
 }

@@ -539,7 +539,7 @@ mod tests {
             "model_list:\n",
             "  - {model_name: small, litellm_params: {model: mock/s}, model_info: {max_input_tokens: 100, input_cost_per_token: 0.0000001, output_cost_per_token: 0.0000002}}\n",
             "  - {model_name: big, litellm_params: {model: mock/b}, model_info: {max_input_tokens: 100000, input_cost_per_token: 0.000003, output_cost_per_token: 0.000015}}\n",
-            "  - {model_name: blind, litellm_params: {model: mock/n}, model_info: {supports_vision: false, input_cost_per_token: 0.00000001, output_cost_per_token: 0.00000001}}\n",
+            "  - {model_name: blind, litellm_params: {model: mock/n}, model_info: {supports_vision: false, max_input_tokens: 1000, input_cost_per_token: 0.00000001, output_cost_per_token: 0.00000001}}\n",
             "sluice: {routing: {seed: 1, auto: {policy: cheapest}}}\n",
         ));
         let short = Needs {
