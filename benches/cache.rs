@@ -35,6 +35,7 @@ fn open(dir: &std::path::Path) -> Arc<CacheEngine> {
         groups: vec!["bench".into()],
         prices: Default::default(),
         sync_writes: false,
+        store: None,
     })
     .unwrap()
 }

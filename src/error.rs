@@ -34,6 +34,12 @@ pub enum ApiError {
         /// Configured groups.
         available: Vec<String>,
     },
+    /// The caller's key may not use this model group.
+    #[error("this key is not allowed to use the model '{model}'")]
+    ModelNotAllowed {
+        /// What was asked.
+        model: String,
+    },
     /// The model group exists but cannot serve this endpoint.
     #[error("the model '{model}' does not support {endpoint}")]
     UnsupportedForModel {
@@ -138,6 +144,12 @@ impl ApiError {
                 "invalid_request_error",
                 Some("model".into()),
                 Some("model_not_found".into()),
+            ),
+            ModelNotAllowed { .. } => (
+                StatusCode::FORBIDDEN,
+                "invalid_request_error",
+                Some("model".into()),
+                Some("model_not_allowed".into()),
             ),
             UnsupportedForModel { .. } => (
                 StatusCode::BAD_REQUEST,

@@ -20,6 +20,7 @@ pub mod config;
 pub mod embed;
 pub mod error;
 pub mod index;
+pub mod keys;
 pub mod pipeline;
 pub mod pricing;
 pub mod providers;

@@ -11,6 +11,7 @@ use crate::cache::{
 };
 use crate::config::Deployment;
 use crate::error::ApiError;
+use crate::keys::KeyCachePolicy;
 use crate::providers::{self, UpstreamError};
 use crate::router::{FailureClass, Needs, Route, RouteError, Target};
 use crate::state::AppState;
@@ -351,23 +352,37 @@ pub async fn chat(
     req: ChatRequest,
     control: CacheControl,
 ) -> Result<Reply, ApiError> {
+    if !principal.allows_model(&req.model) {
+        return Err(ApiError::ModelNotAllowed {
+            model: req.model.clone(),
+        });
+    }
     let needs = Needs::of(&req);
     let route = route(state, &req.model, &needs)?;
     let group = route.group.clone();
+    let policy = principal.cache_policy();
 
     // 1. Cache lookup (exact, then semantic + verification).
     let mut ctx = None;
     let mut outcome = CacheOutcome::Bypass;
-    if let Some(engine) = state.cache.as_ref().filter(|c| c.enabled()) {
+    let cache_on = !matches!(policy, KeyCachePolicy::Off);
+    if let Some(engine) = state.cache.as_ref().filter(|c| cache_on && c.enabled()) {
+        // A virtual key's namespace is pinned; only the master key may pick one per request.
         let namespace = control
             .namespace
             .clone()
+            .filter(|_| principal.may_choose_namespace())
             .unwrap_or_else(|| principal.namespace().to_string());
         let keys = cache::keys(&namespace, &group, &req);
         let mut embedding = None;
         if !control.no_cache {
+            let key_threshold = match policy {
+                KeyCachePolicy::Threshold { threshold } => Some(threshold),
+                KeyCachePolicy::Default | KeyCachePolicy::Off => None,
+            };
             let threshold = control
                 .threshold
+                .or(key_threshold)
                 .unwrap_or_else(|| engine.threshold(&namespace, &group));
             match engine.lookup(&group, &keys, threshold).await {
                 Ok(found) => {
@@ -561,7 +576,16 @@ pub async fn chat(
 }
 
 /// Serves one embeddings request.
-pub async fn embeddings(state: &AppState, req: EmbeddingsRequest) -> Result<Reply, ApiError> {
+pub async fn embeddings(
+    state: &AppState,
+    principal: &Principal,
+    req: EmbeddingsRequest,
+) -> Result<Reply, ApiError> {
+    if !principal.allows_model(&req.model) {
+        return Err(ApiError::ModelNotAllowed {
+            model: req.model.clone(),
+        });
+    }
     let needs = Needs::default();
     let route = route(state, &req.model, &needs)?;
     let (c, routed) = with_failover(state, route, &needs, |t| {

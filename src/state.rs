@@ -5,6 +5,7 @@ use crate::config::Config;
 use crate::embed::EmbedConfig;
 use crate::providers::HttpClients;
 use crate::router::Router;
+use crate::store::{Store, StoreOptions};
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,6 +24,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// The semantic cache, when enabled in config.
     pub cache: Option<Arc<CacheEngine>>,
+    /// The durable store (`data_dir/db`): cache entries, keys, spend, settings.
+    pub store: Arc<Store>,
     /// Start time, for uptime.
     pub started: Instant,
     ready: AtomicBool,
@@ -34,14 +37,25 @@ impl AppState {
     pub fn new(config: Config) -> anyhow::Result<Self> {
         let router = Router::new(&config);
         let http = HttpClients::new(&config.deployments)?;
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", config.data_dir.display()))?;
+        let store = Arc::new(Store::open_with(
+            &config.data_dir.join("db"),
+            StoreOptions {
+                sync_writes: config.cache.sync_writes,
+            },
+        )?);
         let cache = if config.cache.enabled {
-            Some(CacheEngine::open(cache_options(&config))?)
+            let mut opts = cache_options(&config);
+            opts.store = Some(Arc::clone(&store));
+            Some(CacheEngine::open(opts)?)
         } else {
             tracing::info!("semantic cache disabled in config");
             None
         };
         Ok(Self {
             cache,
+            store,
             config,
             router,
             http,
@@ -87,5 +101,6 @@ pub fn cache_options(config: &Config) -> CacheOptions {
             .collect(),
         prices,
         sync_writes: config.cache.sync_writes,
+        store: None,
     }
 }

@@ -142,11 +142,11 @@ pub async fn embeddings(
     let started = Instant::now();
     let mut model = None;
     let result = async {
-        authenticate(&state, req.headers())?;
+        let principal = authenticate(&state, req.headers())?;
         let emb: EmbeddingsRequest = read_json(&req, payload, &state).await?;
         model = Some(emb.model.clone());
         emb.validate()?;
-        pipeline::embeddings(&state, emb).await
+        pipeline::embeddings(&state, &principal, emb).await
     }
     .await;
     respond(&state, model.as_deref(), started, result)

@@ -3,38 +3,78 @@
 //! Owns key checking only; it does not look at the body, limits or models.
 
 use crate::error::ApiError;
+use crate::keys::{KeyCachePolicy, VirtualKey};
 use crate::state::AppState;
 use actix_web::dev::Payload;
 use actix_web::http::header::{HeaderMap, AUTHORIZATION};
 use actix_web::{web, FromRequest, HttpRequest};
 use std::future::{ready, Ready};
+use std::sync::Arc;
 
 /// The authenticated caller.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Principal {
     /// Holder of the master key.
     Master,
     /// No master key is configured: the gateway is open.
     Open,
+    /// A virtual key.
+    Virtual(Arc<VirtualKey>),
 }
 
 impl Principal {
-    /// Stable id for logs and metrics (never the key itself).
-    pub fn key_id(&self) -> &'static str {
+    /// Stable id for logs, metrics and spend (never the key itself).
+    pub fn key_id(&self) -> &str {
         match self {
             Principal::Master => "master",
             Principal::Open => "anonymous",
+            Principal::Virtual(k) => &k.id,
         }
     }
 
-    /// Cache namespace of the caller.
-    pub fn namespace(&self) -> &'static str {
-        "default"
+    /// The virtual key, if the caller used one.
+    pub fn key(&self) -> Option<&Arc<VirtualKey>> {
+        match self {
+            Principal::Virtual(k) => Some(k),
+            _ => None,
+        }
+    }
+
+    /// Cache namespace of the caller (a virtual key's is pinned: it cannot choose another).
+    pub fn namespace(&self) -> &str {
+        match self {
+            Principal::Virtual(k) => k.namespace(),
+            _ => "default",
+        }
+    }
+
+    /// Whether the caller may pick a cache namespace per request (`x-sluice-cache-namespace`).
+    pub fn may_choose_namespace(&self) -> bool {
+        !matches!(self, Principal::Virtual(_))
+    }
+
+    /// The key's cache policy (master and open callers use the gateway's).
+    pub fn cache_policy(&self) -> KeyCachePolicy {
+        match self {
+            Principal::Virtual(k) => k.cache_policy,
+            _ => KeyCachePolicy::Default,
+        }
+    }
+
+    /// Whether the caller may call `model`.
+    pub fn allows_model(&self, model: &str) -> bool {
+        match self {
+            Principal::Virtual(k) => k.allows(model),
+            _ => true,
+        }
     }
 
     /// Whether the caller may use `/admin`.
     pub fn is_admin(&self) -> bool {
-        matches!(self, Principal::Master | Principal::Open)
+        match self {
+            Principal::Master | Principal::Open => true,
+            Principal::Virtual(k) => k.admin,
+        }
     }
 }
 

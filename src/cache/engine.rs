@@ -251,13 +251,15 @@ pub struct CacheOptions {
     pub groups: Vec<String>,
     /// USD per prompt and completion token, per group (for savings).
     pub prices: HashMap<String, (f64, f64)>,
-    /// fsync every write.
+    /// fsync every write (when the cache opens its own store).
     pub sync_writes: bool,
+    /// The gateway's store, shared with keys and spend; `None` opens `data_dir/db`.
+    pub store: Option<Arc<Store>>,
 }
 
 /// The semantic cache.
 pub struct CacheEngine {
-    store: Store,
+    store: Arc<Store>,
     index: SharedIndex,
     embedder: Embedder,
     verify: VerifyConfig,
@@ -347,12 +349,15 @@ impl CacheEngine {
         })?;
         // The model first: a missing model file is the likeliest start-up error, so fail fast.
         let embedder = Embedder::load(&opts.embed)?;
-        let store = Store::open_with(
-            &opts.data_dir.join("db"),
-            StoreOptions {
-                sync_writes: opts.sync_writes,
-            },
-        )?;
+        let store = match &opts.store {
+            Some(s) => Arc::clone(s),
+            None => Arc::new(Store::open_with(
+                &opts.data_dir.join("db"),
+                StoreOptions {
+                    sync_writes: opts.sync_writes,
+                },
+            )?),
+        };
         let settings = match store.get_setting(SETTINGS_KEY)? {
             Some(bytes) => {
                 match serde_json::from_slice::<CacheSettings>(&bytes) {

@@ -49,6 +49,12 @@ column_families! {
     Settings => "settings",
     /// counter name -> value, e.g. the entry id ceiling.
     Meta => "meta",
+    /// virtual key id -> key record (owned by `keys`).
+    Keys => "keys",
+    /// sha256 of a key secret -> key id and validity (owned by `keys`).
+    KeyHashes => "key_hashes",
+    /// spend and usage rollups, budget windows (owned by `spend`).
+    Spend => "spend",
 }
 
 /// A raw record as read by [`Store::iter_from`]: `(key, value)`.
