@@ -1,4 +1,4 @@
-//! A fast OpenAI-compatible upstream for benchmarks: canned answers, no model, no I/O.
+//! A fast upstream for benchmarks: canned OpenAI and Anthropic answers, no model, no I/O.
 //! `sluice-mock-upstream --listen 127.0.0.1:9100 [--workers 1]`.
 
 use actix_web::{web, App, HttpResponse, HttpServer};
@@ -33,6 +33,17 @@ const STREAM: &str = concat!(
     "data: [DONE]\n\n"
 );
 
+const MESSAGE: &str = r#"{"id":"msg_bench","type":"message","role":"assistant","model":"bench","content":[{"type":"text","text":"Hello from the benchmark upstream."}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":12,"output_tokens":7}}"#;
+
+const MESSAGE_STREAM: &str = concat!(
+    "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_bench\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"bench\",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":12,\"output_tokens\":1}}}\n\n",
+    "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+    "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hello from the benchmark upstream.\"}}\n\n",
+    "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n",
+    "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":7}}\n\n",
+    "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"
+);
+
 const EMBEDDING: &str = r#"{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.1,0.2,0.3]}],"model":"bench","usage":{"prompt_tokens":3,"total_tokens":3}}"#;
 
 async fn chat(body: web::Bytes) -> HttpResponse {
@@ -50,6 +61,21 @@ async fn chat(body: web::Bytes) -> HttpResponse {
     }
 }
 
+async fn messages(body: web::Bytes) -> HttpResponse {
+    let stream = serde_json::from_slice::<Probe>(&body)
+        .map(|p| p.stream)
+        .unwrap_or(false);
+    if stream {
+        HttpResponse::Ok()
+            .content_type("text/event-stream")
+            .body(MESSAGE_STREAM)
+    } else {
+        HttpResponse::Ok()
+            .content_type("application/json")
+            .body(MESSAGE)
+    }
+}
+
 async fn embeddings() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
@@ -63,6 +89,7 @@ fn main() -> std::io::Result<()> {
             App::new()
                 .route("/v1/chat/completions", web::post().to(chat))
                 .route("/v1/embeddings", web::post().to(embeddings))
+                .route("/v1/messages", web::post().to(messages))
         })
         .workers(args.workers)
         .backlog(4096)
