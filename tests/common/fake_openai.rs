@@ -2,11 +2,11 @@
 //! requested model name, every call recorded.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// One request the fake received.
@@ -28,38 +28,20 @@ pub struct Shared {
 pub struct FakeOpenAi {
     pub base: String,
     pub shared: Arc<Shared>,
-    handle: actix_web::dev::ServerHandle,
+    _server: super::fake_server::Running,
 }
 
 impl FakeOpenAi {
     pub fn start() -> FakeOpenAi {
         let shared = Arc::new(Shared::default());
-        let (tx, rx) = mpsc::channel();
-        let s = shared.clone();
-        std::thread::spawn(move || {
-            actix_web::rt::System::new().block_on(async move {
-                let data = web::Data::from(s);
-                let server = HttpServer::new(move || {
-                    App::new()
-                        .app_data(data.clone())
-                        .route("/v1/chat/completions", web::post().to(chat))
-                        .route("/v1/embeddings", web::post().to(embeddings))
-                })
-                .workers(1)
-                .disable_signals()
-                .bind("127.0.0.1:0")
-                .unwrap();
-                let addr = server.addrs()[0];
-                let server = server.run();
-                tx.send((addr, server.handle())).unwrap();
-                server.await.unwrap();
-            });
+        let server = super::fake_server::spawn(shared.clone(), |cfg| {
+            cfg.route("/v1/chat/completions", web::post().to(chat))
+                .route("/v1/embeddings", web::post().to(embeddings));
         });
-        let (addr, handle) = rx.recv().unwrap();
         FakeOpenAi {
-            base: format!("http://{addr}"),
+            base: server.base.clone(),
             shared,
-            handle,
+            _server: server,
         }
     }
 
@@ -69,15 +51,6 @@ impl FakeOpenAi {
 
     pub fn call_count(&self) -> usize {
         self.shared.calls.lock().unwrap().len()
-    }
-}
-
-impl Drop for FakeOpenAi {
-    fn drop(&mut self) {
-        let h = self.handle.clone();
-        std::thread::spawn(move || {
-            let _ = futures_util::FutureExt::now_or_never(h.stop(false));
-        });
     }
 }
 
