@@ -55,6 +55,8 @@ column_families! {
     KeyHashes => "key_hashes",
     /// spend and usage rollups, budget windows (owned by `spend`).
     Spend => "spend",
+    /// stored Responses API objects and their input items (owned by `responses`).
+    Responses => "responses",
 }
 
 /// A raw record as read by [`Store::iter_from`]: `(key, value)`.
