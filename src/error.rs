@@ -26,6 +26,27 @@ pub enum ApiError {
     /// The key is wrong.
     #[error("invalid API key")]
     InvalidApiKey,
+    /// The virtual key has passed its expiry.
+    #[error("key expired at {at}")]
+    KeyExpired {
+        /// RFC 3339 time of the expiry.
+        at: String,
+    },
+    /// The caller is authenticated but may not use `/admin`.
+    #[error("this key may not use the admin API (needs the master key or an admin key)")]
+    AdminRequired,
+    /// No virtual key matches (`what` names it by id or by field, never by secret).
+    #[error("no such key: {what}")]
+    KeyNotFound {
+        /// Key id, or where the reference was given.
+        what: String,
+    },
+    /// The virtual key is revoked and cannot be changed or rotated.
+    #[error("key '{id}' is revoked")]
+    KeyRevoked {
+        /// Key id.
+        id: String,
+    },
     /// The model group does not exist.
     #[error("the model '{model}' does not exist; available models: {}", available.join(", "))]
     ModelNotFound {
@@ -88,9 +109,27 @@ pub enum ApiError {
         /// The last failure.
         last: Box<UpstreamError>,
     },
+    /// A rate limit (key, end user, model group, deployment or gateway) refused the request.
+    #[error("{0}")]
+    RateLimited(Box<crate::limits::Refusal>),
+    /// A budget (key, end user or gateway) is spent for the current window.
+    #[error("{0}")]
+    BudgetExceeded(Box<crate::spend::BudgetRefusal>),
     /// A bug or an environment failure; details only in logs.
     #[error("internal error")]
     Internal(String),
+}
+
+impl From<Box<crate::limits::Refusal>> for ApiError {
+    fn from(r: Box<crate::limits::Refusal>) -> Self {
+        ApiError::RateLimited(r)
+    }
+}
+
+impl From<crate::spend::BudgetRefusal> for ApiError {
+    fn from(r: crate::spend::BudgetRefusal) -> Self {
+        ApiError::BudgetExceeded(Box::new(r))
+    }
 }
 
 impl From<UpstreamError> for ApiError {
@@ -138,6 +177,30 @@ impl ApiError {
                 "invalid_request_error",
                 None,
                 Some("invalid_api_key".into()),
+            ),
+            KeyExpired { .. } => (
+                StatusCode::UNAUTHORIZED,
+                "invalid_request_error",
+                None,
+                Some("key_expired".into()),
+            ),
+            AdminRequired => (
+                StatusCode::FORBIDDEN,
+                "invalid_request_error",
+                None,
+                Some("admin_required".into()),
+            ),
+            KeyNotFound { .. } => (
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                None,
+                Some("key_not_found".into()),
+            ),
+            KeyRevoked { .. } => (
+                StatusCode::CONFLICT,
+                "invalid_request_error",
+                None,
+                Some("key_revoked".into()),
             ),
             ModelNotFound { .. } => (
                 StatusCode::NOT_FOUND,
@@ -188,6 +251,19 @@ impl ApiError {
                 Some("no_capable_deployment".into()),
             ),
             Upstream(e) | AllFailed { last: e, .. } => e.http_parts(),
+            RateLimited(r) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                r.error_type(),
+                None,
+                Some("rate_limit_exceeded".into()),
+            ),
+            // 429 as LiteLLM answers it: clients back off instead of failing hard.
+            BudgetExceeded(_) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "budget_exceeded",
+                None,
+                Some("budget_exceeded".into()),
+            ),
             Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "server_error",
@@ -217,6 +293,21 @@ impl ResponseError for ApiError {
         if let ApiError::Upstream(e) | ApiError::AllFailed { last: e, .. } = self {
             if let Some(after) = e.retry_after() {
                 resp.insert_header((header::RETRY_AFTER, after));
+            }
+        }
+        let retry_secs = match self {
+            ApiError::RateLimited(r) => r.retry_after_secs(),
+            ApiError::BudgetExceeded(b) => b
+                .retry_after
+                .map(|d| d.as_millis().div_ceil(1_000).max(1) as u64),
+            _ => None,
+        };
+        if let Some(secs) = retry_secs {
+            resp.insert_header((header::RETRY_AFTER, secs.to_string()));
+        }
+        if let ApiError::RateLimited(r) = self {
+            for (name, value) in r.headers.pairs() {
+                resp.insert_header((name, value));
             }
         }
         resp.json(self.body())

@@ -7,10 +7,12 @@
 //!   -> api (routes, bodies, headers)
 //!   -> auth (key -> Principal)
 //!   -> pipeline (one readable function per endpoint)
+//!        -> limits (rpm/tpm/parallel per key, user, group, global), spend (budgets)
 //!        -> cache (embed -> index -> store)      on a hit: respond
 //!        -> router (model group -> deployment)
 //!        -> providers (wire formats, HTTP clients)
 //!        -> stream (SSE tee + accumulator)
+//!        -> limits (settle tokens with real usage), spend (record cost, alerts)
 //!   telemetry (metrics, logs) around all of it; config and error at the edges.
 //! ```
 pub mod api;
@@ -21,11 +23,14 @@ pub mod embed;
 pub mod error;
 pub mod index;
 pub mod keys;
+pub mod limits;
 pub mod pipeline;
 pub mod pricing;
 pub mod providers;
+pub mod responses;
 pub mod router;
 pub mod server;
+pub mod spend;
 pub mod state;
 pub mod store;
 pub mod stream;

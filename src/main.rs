@@ -1,4 +1,4 @@
-//! The `sluice` command: serve, check a config.
+//! The `sluice` command: serve, manage keys, check a config.
 
 use clap::{Parser, Subcommand};
 use sluice::config::{Config, ConfigError};
@@ -56,6 +56,8 @@ enum Command {
         #[arg(long)]
         verbose: bool,
     },
+    /// Manage virtual keys: create, list, revoke, rotate (0 ok, 1 error, 2 bad usage).
+    Keys(Box<sluice::keys::cli::KeysArgs>),
     /// Validate a config file and exit (0 valid, 2 invalid).
     CheckConfig {
         /// The file to check.
@@ -105,6 +107,9 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+        Command::Keys(args) => {
+            ExitCode::from(sluice::keys::cli::run(*args, &mut std::io::stdout()))
         }
         Command::CheckConfig { file } => match Config::load(&file) {
             Ok(c) => {

@@ -1,5 +1,5 @@
-//! The request pipeline for chat completions: lookup -> coalesce -> route -> call -> tee ->
-//! write back -> account.
+//! The request pipeline for chat completions: route -> admit (limits) -> lookup -> coalesce ->
+//! admit (budgets, tokens) -> call -> tee -> write back -> settle and record spend.
 //!
 //! This is the one function to read to know what happens to a request after auth. It wires the
 //! stages together and owns none of their logic.
@@ -12,11 +12,14 @@ use crate::cache::{
 use crate::config::Deployment;
 use crate::error::ApiError;
 use crate::keys::KeyCachePolicy;
+use crate::limits::{self, Demand, Limiter, RateHeaders, Refusal, Scope, Ticket};
 use crate::providers::{self, UpstreamError};
 use crate::router::{FailureClass, Needs, Route, RouteError, Target};
+use crate::spend::{Charge, Payer};
 use crate::state::AppState;
 use crate::stream::{StreamOutcome, Tee};
 use crate::telemetry as t;
+use crate::tokens::{self, Tokenizer};
 use crate::wire::{ChatRequest, EmbeddingsRequest, Usage};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
@@ -40,6 +43,51 @@ pub struct Reply {
     pub hit: Option<HitInfo>,
     /// The body.
     pub body: ReplyBody,
+}
+
+/// Who is asking besides the key, and what the limits reported: the handler fills `user` (the
+/// body's `user` or `x-sluice-user`), the pipeline fills `rate` for the `x-ratelimit-*` headers
+/// of the response, error or not.
+#[derive(Debug, Clone, Default)]
+pub struct Caller {
+    /// The end user, if named.
+    pub user: Option<String>,
+    /// Rate-limit state of the tightest scope, once admitted.
+    pub rate: Option<RateHeaders>,
+}
+
+impl Caller {
+    /// A caller with an end user.
+    pub fn new(user: Option<String>) -> Self {
+        Self { user, rate: None }
+    }
+
+    fn payer(&self, principal: &Principal) -> Payer {
+        Payer {
+            key_id: principal.key_id().to_string(),
+            key: principal.key().cloned(),
+            user: self.user.clone(),
+        }
+    }
+
+    /// Replaces the headers with those of settled tickets (counts have changed since admission).
+    fn renote(&mut self, tickets: &[Option<&Ticket>]) {
+        self.rate = None;
+        for t in tickets.iter().flatten() {
+            self.note(t.headers());
+        }
+    }
+
+    /// Keeps the tighter of the headers seen so far and `h`.
+    fn note(&mut self, h: &RateHeaders) {
+        if h.is_empty() {
+            return;
+        }
+        match &mut self.rate {
+            Some(r) => r.tighten(h),
+            None => self.rate = Some(*h),
+        }
+    }
 }
 
 /// What the `x-sluice-cache-*` headers report about a hit.
@@ -87,12 +135,32 @@ pub struct Routed {
     pub target: Arc<Target>,
     /// Strategy and reason, plus the failed attempts before this one.
     pub reason: String,
+    /// Its place in the deployment's own rpm/tpm window, to settle with the real usage.
+    pub slot: Option<Ticket>,
+}
+
+/// Counts an attempt against a deployment's own `rpm`/`tpm` (none: always admitted).
+fn admit_deployment(
+    state: &AppState,
+    d: &Deployment,
+    needs: &Needs,
+) -> Result<Option<Ticket>, Box<Refusal>> {
+    let Some(scope) = Limiter::deployment_scope(d) else {
+        return Ok(None);
+    };
+    let demand = Demand {
+        request: true,
+        tokens: limits::estimate(needs),
+    };
+    state.limits.admit(&[scope], demand).map(Some)
 }
 
 /// Calls `call` on the route's candidates until one answers: other deployments first, then the
 /// same ones again after a backoff (honouring `Retry-After`), then the fallback groups.
 /// Client errors (4xx other than 429) end the loop at once: no other deployment would answer
 /// differently. Every failure feeds the deployment's health (error rate, cooldown).
+/// A deployment at its own `rpm`/`tpm` is skipped without a call and without using up an
+/// attempt; when every candidate is, the request is refused with a 429 naming one.
 pub async fn with_failover<T, F, Fut>(
     state: &AppState,
     first: Route,
@@ -109,6 +177,7 @@ where
     let mut last: Option<UpstreamError> = None;
     let mut queue = std::collections::VecDeque::from([first]);
     let mut visited: Vec<String> = Vec::new();
+    let mut limited: Vec<Box<Refusal>> = Vec::new();
     while let Some(route) = queue.pop_front() {
         visited.push(route.group.clone());
         let n = route.candidates.len();
@@ -119,19 +188,35 @@ where
         let mut wait_hint: Vec<Option<Duration>> = vec![None; n];
         let mut class = FailureClass::General;
         for _ in 0..=cfg.num_retries {
-            let fresh = (0..n).find(|&i| calls[i] == 0);
-            let next = fresh.or_else(|| {
-                (0..n)
-                    .filter(|&i| {
-                        let allowed = route.candidates[i]
-                            .deployment
-                            .max_retries
-                            .unwrap_or(cfg.num_retries);
-                        again[i] && calls[i] <= allowed
-                    })
-                    .min_by_key(|&i| calls[i])
-            });
-            let Some(i) = next else { break };
+            let picked = loop {
+                let fresh = (0..n).find(|&i| calls[i] == 0);
+                let next = fresh.or_else(|| {
+                    (0..n)
+                        .filter(|&i| {
+                            let allowed = route.candidates[i]
+                                .deployment
+                                .max_retries
+                                .unwrap_or(cfg.num_retries);
+                            again[i] && calls[i] <= allowed
+                        })
+                        .min_by_key(|&i| calls[i])
+                });
+                let Some(i) = next else { break None };
+                match admit_deployment(state, &route.candidates[i].deployment, needs) {
+                    Ok(slot) => break Some((i, slot)),
+                    Err(r) => {
+                        // At its own limit: never called in this request; try the next one.
+                        attempts.push(format!(
+                            "{} (rate limited by sluice)",
+                            route.candidates[i].deployment.id
+                        ));
+                        calls[i] = calls[i].max(1);
+                        again[i] = false;
+                        limited.push(r);
+                    }
+                }
+            };
+            let Some((i, mut slot)) = picked else { break };
             let t = Arc::clone(&route.candidates[i]);
             if calls[i] > 0 {
                 let exp = cfg.backoff_base.as_secs_f64() * 2f64.powi(calls[i] as i32 - 1);
@@ -165,9 +250,19 @@ where
                         reason.push_str(&format!("; after {}", attempts.join(", ")));
                     }
                     tracing::debug!(model_group = %route.group, deployment = %d.id, %reason, "routed");
-                    return Ok((v, Routed { target: t, reason }));
+                    return Ok((
+                        v,
+                        Routed {
+                            target: t,
+                            reason,
+                            slot,
+                        },
+                    ));
                 }
                 Err(e) => {
+                    if let Some(s) = slot.as_mut() {
+                        s.settle(0); // the attempt counts as a request; its tokens were not used
+                    }
                     record_upstream_error(d, &e);
                     record_failure(state, &t);
                     attempts.push(format!("{} ({})", d.id, e.kind().as_str()));
@@ -206,7 +301,16 @@ where
             }
         }
     }
-    let last = last.ok_or_else(|| ApiError::Internal("no deployment to call".into()))?;
+    let Some(last) = last else {
+        // Every candidate was at its own rpm/tpm: refuse with the one that frees up first.
+        return Err(limited
+            .into_iter()
+            .min_by_key(|r| r.retry_after.unwrap_or(Duration::MAX))
+            .map_or_else(
+                || ApiError::Internal("no deployment to call".into()),
+                ApiError::from,
+            ));
+    };
     Err(if attempts.len() <= 1 {
         ApiError::from(last)
     } else {
@@ -345,27 +449,106 @@ fn hit_reply(hit: Hit, req: &ChatRequest) -> Reply {
     }
 }
 
+/// Counts the prompt with the tokenizer of the model the route's first candidate runs, when
+/// the group's name implied another one (a group called `smart` running `gpt-4o`).
+fn refine_estimate(needs: &mut Needs, req: &ChatRequest, route: &Route) {
+    let Some(first) = route.candidates.first() else {
+        return;
+    };
+    let by_deployment = Tokenizer::for_model(&first.deployment.upstream_model);
+    if by_deployment != Tokenizer::for_model(&req.model) {
+        needs.prompt_tokens = tokens::prompt_tokens_with(req, by_deployment);
+    }
+}
+
+/// The second half of admission, once the cache has missed: budgets, then tokens. A refusal
+/// takes back the request already counted.
+fn admit_upstream(
+    state: &AppState,
+    payer: &Payer,
+    scopes: &[Scope],
+    ticket: &mut Ticket,
+    estimate: u64,
+    caller: &mut Caller,
+) -> Result<(), ApiError> {
+    if let Err(b) = state.spend.check(payer) {
+        ticket.cancel();
+        return Err(b.into());
+    }
+    state.limits.admit_tokens(scopes, ticket, estimate)?;
+    caller.note(ticket.headers());
+    Ok(())
+}
+
+/// A cache hit's part in limits and spend: a request, no tokens (unless configured) and no cost,
+/// and what it saved.
+fn account_hit(state: &AppState, payer: &Payer, group: &str, usage: Usage, mut ticket: Ticket) {
+    let tokens = if state.limits.config().cache_hits_count_tokens {
+        usage.prompt_tokens + usage.completion_tokens
+    } else {
+        0
+    };
+    ticket.settle(tokens);
+    let charge = Charge {
+        group,
+        usage,
+        cost_usd: 0.0,
+        cache_hit: true,
+    };
+    state.spend.record(payer, &charge);
+}
+
+/// Undoes an admitted request that failed: refused by every deployment's own limit, nothing
+/// counts; failed upstream, the request counts and its tokens do not.
+fn refund(ticket: &mut Ticket, e: &ApiError) {
+    if matches!(e, ApiError::RateLimited(_)) {
+        ticket.cancel();
+    } else {
+        ticket.settle(0);
+    }
+}
+
 /// Serves one chat completion.
 pub async fn chat(
     state: &AppState,
     principal: &Principal,
     req: ChatRequest,
     control: CacheControl,
+    caller: &mut Caller,
 ) -> Result<Reply, ApiError> {
     if !principal.allows_model(&req.model) {
         return Err(ApiError::ModelNotAllowed {
             model: req.model.clone(),
         });
     }
-    let needs = Needs::of(&req);
+    let mut needs = Needs::of(&req);
     let route = route(state, &req.model, &needs)?;
+    refine_estimate(&mut needs, &req, &route);
     let group = route.group.clone();
     let policy = principal.cache_policy();
+    let cache_on = !matches!(policy, KeyCachePolicy::Off);
+
+    // 0. Limits (key, end user, group, gateway). A cache hit costs nothing, so while one is
+    //    possible only the request is counted here; tokens and budgets wait for a miss.
+    let payer = caller.payer(principal);
+    let scopes = state
+        .limits
+        .scopes(principal.key().map(|k| &**k), caller.user.as_deref(), &group);
+    let estimate = limits::estimate(&needs);
+    let may_hit = cache_on && state.cache.as_ref().is_some_and(|c| c.enabled());
+    if !may_hit {
+        state.spend.check(&payer)?;
+    }
+    let demand = Demand {
+        request: true,
+        tokens: if may_hit { 0 } else { estimate },
+    };
+    let mut ticket = state.limits.admit(&scopes, demand)?;
+    caller.note(ticket.headers());
 
     // 1. Cache lookup (exact, then semantic + verification).
     let mut ctx = None;
     let mut outcome = CacheOutcome::Bypass;
-    let cache_on = !matches!(policy, KeyCachePolicy::Off);
     if let Some(engine) = state.cache.as_ref().filter(|c| cache_on && c.enabled()) {
         // A virtual key's namespace is pinned; only the master key may pick one per request.
         let namespace = control
@@ -387,6 +570,7 @@ pub async fn chat(
             match engine.lookup(&group, &keys, threshold).await {
                 Ok(found) => {
                     if let Some(hit) = found.hit {
+                        account_hit(state, &payer, &group, hit.usage, ticket);
                         return Ok(hit_reply(hit, &req));
                     }
                     embedding = found.embedding;
@@ -431,6 +615,7 @@ pub async fn chat(
                             usage: *usage,
                         };
                         c.engine.count_hit(&hit, &group);
+                        account_hit(state, &payer, &group, hit.usage, ticket);
                         return Ok(hit_reply(hit, &req));
                     }
                 }
@@ -439,9 +624,13 @@ pub async fn chat(
         }
     }
 
-    // 3. Upstream: the route's candidates in order, with retries and fallbacks.
+    // 3. Upstream: budgets and tokens first, then the route's candidates in order, with retries
+    //    and fallbacks.
+    if may_hit {
+        admit_upstream(state, &payer, &scopes, &mut ticket, estimate, caller)?;
+    }
     if !req.is_stream() {
-        let (c, routed) = with_failover(state, route, &needs, |t| {
+        let result = with_failover(state, route, &needs, |t| {
             let req = &req;
             async move {
                 let started = Instant::now();
@@ -454,11 +643,26 @@ pub async fn chat(
                 Ok(c)
             }
         })
-        .await?;
+        .await;
+        let (c, mut routed) = result.inspect_err(|e| refund(&mut ticket, e))?;
         let d = Arc::clone(&routed.target.deployment);
         record_tokens(&group, &c.usage);
         let cost_usd = record_cost(&d, &c.usage);
-        // 4. Write back before answering, so an acknowledged answer is a stored one.
+        // 4. Settle the estimate with the real usage; record the spend.
+        let used = c.usage.prompt_tokens + c.usage.completion_tokens;
+        ticket.settle(used);
+        if let Some(slot) = routed.slot.as_mut() {
+            slot.settle(used);
+        }
+        caller.renote(&[Some(&ticket), routed.slot.as_ref()]);
+        let charge = Charge {
+            group: &group,
+            usage: c.usage,
+            cost_usd: cost_usd.unwrap_or(0.0),
+            cache_hit: false,
+        };
+        state.spend.record(&payer, &charge);
+        // 5. Write back before answering, so an acknowledged answer is a stored one.
         if let Some(cc) = ctx.filter(|c| !c.control.no_store) {
             if let Ok(completion) = serde_json::from_slice::<Value>(&c.body) {
                 if let Some(g) = leader.take() {
@@ -498,7 +702,7 @@ pub async fn chat(
     let client_wants_usage = req.wants_stream_usage();
     // Failover is possible only until the first byte reaches the client, so each attempt waits
     // for the first chunk: an attempt that fails before it counts as failed and the next one runs.
-    let ((first, rest, force_usage, started), routed) = with_failover(state, route, &needs, |t| {
+    let result = with_failover(state, route, &needs, |t| {
         let req = &req;
         async move {
             let d = &t.deployment;
@@ -521,7 +725,15 @@ pub async fn chat(
             }
         }
     })
-    .await?;
+    .await;
+    let ((first, rest, force_usage, started), mut routed) =
+        result.inspect_err(|e| refund(&mut ticket, e))?;
+    if let Some(slot) = &routed.slot {
+        caller.note(slot.headers());
+    }
+    let mut slot = routed.slot.take();
+    let spend = Arc::clone(&state.spend);
+    let spend_group = group.clone();
     let target = Arc::clone(&routed.target);
     let d = Arc::clone(&target.deployment);
     let upstream: providers::ChunkStream =
@@ -539,7 +751,22 @@ pub async fn chat(
         }
         let usage = o.usage.unwrap_or_default();
         record_tokens(&dep.model_group, &usage);
-        record_cost(&dep, &usage);
+        let cost_usd = record_cost(&dep, &usage);
+        // Without a usage chunk the estimate stands; with one, the real count replaces it.
+        let used = o
+            .usage
+            .map_or(ticket.tokens(), |u| u.prompt_tokens + u.completion_tokens);
+        ticket.settle(used);
+        if let Some(s) = slot.as_mut() {
+            s.settle(used);
+        }
+        let charge = Charge {
+            group: &spend_group,
+            usage,
+            cost_usd: cost_usd.unwrap_or(0.0),
+            cache_hit: false,
+        };
+        spend.record(&payer, &charge);
         target
             .health
             .add_tokens(usage.completion_tokens, Instant::now());
@@ -580,15 +807,36 @@ pub async fn embeddings(
     state: &AppState,
     principal: &Principal,
     req: EmbeddingsRequest,
+    caller: &mut Caller,
 ) -> Result<Reply, ApiError> {
     if !principal.allows_model(&req.model) {
         return Err(ApiError::ModelNotAllowed {
             model: req.model.clone(),
         });
     }
-    let needs = Needs::default();
-    let route = route(state, &req.model, &needs)?;
-    let (c, routed) = with_failover(state, route, &needs, |t| {
+    let route = route(state, &req.model, &Needs::default())?;
+    let group = route.group.clone();
+    let model = route
+        .candidates
+        .first()
+        .map_or(req.model.as_str(), |t| t.deployment.upstream_model.as_str());
+    let needs = Needs {
+        prompt_tokens: tokens::input_tokens(&req.input, model),
+        ..Needs::default()
+    };
+    // Limits and budgets: nothing to wait for, everything is checked at once.
+    let payer = caller.payer(principal);
+    state.spend.check(&payer)?;
+    let scopes = state
+        .limits
+        .scopes(principal.key().map(|k| &**k), caller.user.as_deref(), &group);
+    let demand = Demand {
+        request: true,
+        tokens: limits::estimate(&needs),
+    };
+    let mut ticket = state.limits.admit(&scopes, demand)?;
+    caller.note(ticket.headers());
+    let result = with_failover(state, route, &needs, |t| {
         let req = &req;
         async move {
             let started = Instant::now();
@@ -599,10 +847,24 @@ pub async fn embeddings(
             Ok(c)
         }
     })
-    .await?;
+    .await;
+    let (c, mut routed) = result.inspect_err(|e| refund(&mut ticket, e))?;
     let d = Arc::clone(&routed.target.deployment);
     record_tokens(&d.model_group, &c.usage);
     let cost_usd = record_cost(&d, &c.usage);
+    let used = c.usage.prompt_tokens + c.usage.completion_tokens;
+    ticket.settle(used);
+    if let Some(slot) = routed.slot.as_mut() {
+        slot.settle(used);
+    }
+    caller.renote(&[Some(&ticket), routed.slot.as_ref()]);
+    let charge = Charge {
+        group: &group,
+        usage: c.usage,
+        cost_usd: cost_usd.unwrap_or(0.0),
+        cache_hit: false,
+    };
+    state.spend.record(&payer, &charge);
     Ok(Reply {
         deployment: Some(d),
         route_reason: Some(routed.reason),

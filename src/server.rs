@@ -42,7 +42,8 @@ pub fn start(config: Config) -> anyhow::Result<Running> {
                 req.extensions_mut().insert(id.clone());
                 let started = Instant::now();
                 let method = req.method().clone();
-                let path = req.path().to_string();
+                // A secret pasted into a URL must not reach the log.
+                let path = crate::keys::redact_secrets(req.path()).into_owned();
                 let in_flight = metrics::gauge!(t::REQUESTS_IN_FLIGHT);
                 in_flight.increment(1.0);
                 let fut = srv.call(req);

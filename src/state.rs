@@ -3,8 +3,11 @@
 use crate::cache::{CacheEngine, CacheOptions};
 use crate::config::Config;
 use crate::embed::EmbedConfig;
+use crate::keys::KeyStore;
+use crate::limits::{Clock, Limiter, SystemClock};
 use crate::providers::HttpClients;
 use crate::router::Router;
+use crate::spend::{Flusher, Spend};
 use crate::store::{Store, StoreOptions};
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::collections::HashMap;
@@ -26,6 +29,14 @@ pub struct AppState {
     pub cache: Option<Arc<CacheEngine>>,
     /// The durable store (`data_dir/db`): cache entries, keys, spend, settings.
     pub store: Arc<Store>,
+    /// Virtual keys, loaded from `store` at start and checked from memory.
+    pub keys: KeyStore,
+    /// Rate windows (per key, user, group, deployment, global).
+    pub limits: Arc<Limiter>,
+    /// Spend rollups, budgets and alerts.
+    pub spend: Arc<Spend>,
+    /// Writes spend to the store in the background; flushes once more when the state is dropped.
+    _spend_flusher: Flusher,
     /// Start time, for uptime.
     pub started: Instant,
     ready: AtomicBool,
@@ -45,6 +56,7 @@ impl AppState {
                 sync_writes: config.cache.sync_writes,
             },
         )?);
+        let keys = KeyStore::load(Arc::clone(&store))?;
         let cache = if config.cache.enabled {
             let mut opts = cache_options(&config);
             opts.store = Some(Arc::clone(&store));
@@ -53,8 +65,24 @@ impl AppState {
             tracing::info!("semantic cache disabled in config");
             None
         };
+        // Loading a BPE takes tens of milliseconds: do it now, off the request path.
+        std::thread::spawn(crate::tokens::warm_up);
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let limits = Limiter::new(config.limits.clone(), Arc::clone(&clock));
+        let spend = Spend::new(
+            Arc::clone(&store),
+            clock,
+            config.budgets.clone(),
+            config.alerts.clone(),
+            &config.deployments,
+        );
+        let spend_flusher = spend.start_flusher();
         Ok(Self {
+            limits,
+            spend,
+            _spend_flusher: spend_flusher,
             cache,
+            keys,
             store,
             config,
             router,

@@ -2,7 +2,7 @@
 //! Master key only.
 
 use super::{read_body, read_json};
-use crate::auth::authenticate;
+use crate::auth::require_admin;
 use crate::cache::{self, CacheEngine, CacheSettings};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -13,10 +13,7 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 
 fn admin_cache(state: &AppState, req: &HttpRequest) -> Result<Arc<CacheEngine>, ApiError> {
-    let p = authenticate(state, req.headers())?;
-    if !p.is_admin() {
-        return Err(ApiError::InvalidApiKey);
-    }
+    require_admin(state, req.headers())?;
     state.cache.clone().ok_or_else(|| ApiError::InvalidRequest {
         message:
             "the semantic cache is disabled in this gateway's config (sluice.cache.enabled: false)"

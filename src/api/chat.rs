@@ -4,7 +4,8 @@ use super::read_json;
 use crate::auth::authenticate;
 use crate::cache;
 use crate::error::ApiError;
-use crate::pipeline::{self, Reply, ReplyBody};
+use crate::limits::{self, RateHeaders};
+use crate::pipeline::{self, Caller, Reply, ReplyBody};
 use crate::state::AppState;
 use crate::telemetry as t;
 use crate::wire::{ChatRequest, EmbeddingsRequest};
@@ -34,15 +35,17 @@ fn group_label(state: &AppState, model: Option<&str>) -> String {
     }
 }
 
-/// Turns a pipeline result into a response, recording request metrics.
+/// Turns a pipeline result into a response, recording request metrics. `rate` becomes the
+/// `x-ratelimit-*` headers (a rate-limit refusal brings its own).
 pub(super) fn respond(
     state: &AppState,
     model: Option<&str>,
     started: Instant,
     result: Result<Reply, ApiError>,
+    rate: Option<&RateHeaders>,
 ) -> HttpResponse {
     let group = group_label(state, model);
-    let (response, outcome) = match result {
+    let (mut response, outcome) = match result {
         Ok(reply) => {
             let mut b = HttpResponse::Ok();
             b.insert_header((CACHE_HEADER, reply.outcome.as_str()));
@@ -84,6 +87,14 @@ pub(super) fn respond(
         }
         Err(e) => (e.error_response(), "error"),
     };
+    if let Some(rate) = rate {
+        let headers = response.headers_mut();
+        for (name, value) in rate.pairs() {
+            if !headers.contains_key(&name) {
+                headers.insert(name, value);
+            }
+        }
+    }
     let status = response.status();
     metrics::counter!(t::REQUESTS_TOTAL, "model_group" => group.clone(), "status" => status_label(status), "outcome" => outcome)
         .increment(1);
@@ -120,6 +131,7 @@ pub async fn chat_completions(
 ) -> HttpResponse {
     let started = Instant::now();
     let mut model = None;
+    let mut caller = Caller::default();
     let result = async {
         let principal = authenticate(&state, req.headers())?;
         let chat: ChatRequest = read_json(&req, payload, &state).await?;
@@ -127,10 +139,11 @@ pub async fn chat_completions(
         chat.validate()?;
         let control = cache::control::parse(req.headers(), chat.cache.as_ref())
             .map_err(|e| ApiError::invalid(&e.param, e.message))?;
-        pipeline::chat(&state, &principal, chat, control).await
+        caller.user = limits::end_user(req.headers(), chat.user.as_deref());
+        pipeline::chat(&state, &principal, chat, control, &mut caller).await
     }
     .await;
-    respond(&state, model.as_deref(), started, result)
+    respond(&state, model.as_deref(), started, result, caller.rate.as_ref())
 }
 
 /// `POST /v1/embeddings`.
@@ -141,13 +154,16 @@ pub async fn embeddings(
 ) -> HttpResponse {
     let started = Instant::now();
     let mut model = None;
+    let mut caller = Caller::default();
     let result = async {
         let principal = authenticate(&state, req.headers())?;
         let emb: EmbeddingsRequest = read_json(&req, payload, &state).await?;
         model = Some(emb.model.clone());
         emb.validate()?;
-        pipeline::embeddings(&state, &principal, emb).await
+        let body_user = emb.extra.get("user").and_then(serde_json::Value::as_str);
+        caller.user = limits::end_user(req.headers(), body_user);
+        pipeline::embeddings(&state, &principal, emb, &mut caller).await
     }
     .await;
-    respond(&state, model.as_deref(), started, result)
+    respond(&state, model.as_deref(), started, result, caller.rate.as_ref())
 }

@@ -10,7 +10,8 @@ use super::read_json;
 use crate::auth::authenticate;
 use crate::cache;
 use crate::error::ApiError;
-use crate::pipeline::{self, Reply, ReplyBody};
+use crate::limits;
+use crate::pipeline::{self, Caller, Reply, ReplyBody};
 use crate::providers::anthropic::inbound::{to_chat_request, to_message};
 use crate::providers::anthropic::inbound_stream::{anthropic_sse, error_type};
 use crate::providers::anthropic::wire::{ErrorDetail, ErrorResponse, MessagesRequest};
@@ -64,6 +65,7 @@ pub async fn messages(
 ) -> HttpResponse {
     let started = Instant::now();
     let mut model = None;
+    let mut caller = Caller::default();
     let result = async {
         let principal = authenticate(&state, req.headers())?;
         let body: MessagesRequest = read_json(&req, payload, &state).await?;
@@ -72,15 +74,17 @@ pub async fn messages(
             .map_err(|e| ApiError::invalid(&e.param, e.message))?;
         let chat = to_chat_request(body)?;
         chat.validate()?;
-        to_anthropic(pipeline::chat(&state, &principal, chat, control).await?)
+        caller.user = limits::end_user(req.headers(), chat.user.as_deref());
+        to_anthropic(pipeline::chat(&state, &principal, chat, control, &mut caller).await?)
     }
     .await;
+    let rate = caller.rate.as_ref();
     match result {
-        Ok(reply) => respond(&state, model.as_deref(), started, Ok(reply)),
+        Ok(reply) => respond(&state, model.as_deref(), started, Ok(reply), rate),
         Err(e) => {
             // `respond` records the metrics and headers; the body becomes Anthropic's.
             let body = error_body(&e);
-            respond(&state, model.as_deref(), started, Err(e))
+            respond(&state, model.as_deref(), started, Err(e), rate)
                 .set_body(BoxBody::new(body))
                 .map_into_boxed_body()
         }

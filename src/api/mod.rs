@@ -7,8 +7,11 @@ mod admin;
 mod body;
 mod chat;
 mod health;
+mod keys;
 mod messages;
 mod models;
+mod responses;
+mod spend;
 
 pub use body::{read_body, read_json, RequestId};
 pub use chat::{CACHE_HEADER, COST_HEADER, ROUTE_HEADER};
@@ -35,6 +38,22 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .default_service(web::to(messages::method_not_allowed)),
         )
         .service(
+            web::resource(format!("{prefix}/responses"))
+                .route(web::post().to(responses::create))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource(format!("{prefix}/responses/{{id}}"))
+                .route(web::get().to(responses::retrieve))
+                .route(web::delete().to(responses::delete))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource(format!("{prefix}/responses/{{id}}/input_items"))
+                .route(web::get().to(responses::input_items))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
             web::resource(format!("{prefix}/models"))
                 .route(web::get().to(models::list))
                 .default_service(web::to(method_not_allowed)),
@@ -58,6 +77,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         "/admin/cache/entries/{id}",
         web::delete().to(admin::delete_entry),
     );
+    keys::routes(cfg);
+    cfg.route("/admin/spend", web::get().to(spend::report))
+        .route("/utils/token_counter", web::post().to(spend::token_counter));
     cfg.route("/health", web::get().to(health::health))
         .route("/health/liveliness", web::get().to(health::liveness))
         .route("/health/liveness", web::get().to(health::liveness))

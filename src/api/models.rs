@@ -15,20 +15,28 @@ fn model_object(state: &AppState, name: &str) -> Value {
     json!({"id": name, "object": "model", "created": created, "owned_by": "sluice"})
 }
 
-/// `GET /v1/models`.
-pub async fn list(_p: Principal, state: web::Data<AppState>) -> HttpResponse {
-    let data: Vec<Value> = state
+/// Groups the caller may use, in config order.
+fn visible<'a>(p: &Principal, state: &'a AppState) -> Vec<&'a String> {
+    state
         .router
         .names()
         .iter()
+        .filter(|n| p.allows_model(n))
+        .collect()
+}
+
+/// `GET /v1/models`: the groups the caller may use (a virtual key sees only its own).
+pub async fn list(p: Principal, state: web::Data<AppState>) -> HttpResponse {
+    let data: Vec<Value> = visible(&p, &state)
+        .into_iter()
         .map(|n| model_object(&state, n))
         .collect();
     HttpResponse::Ok().json(json!({"object": "list", "data": data}))
 }
 
-/// `GET /v1/models/{model}`.
+/// `GET /v1/models/{model}`: 403 for a group the caller's key may not use.
 pub async fn get(
-    _p: Principal,
+    p: Principal,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
@@ -36,8 +44,11 @@ pub async fn get(
     if state.router.group(&name).is_none() {
         return Err(ApiError::ModelNotFound {
             model: name,
-            available: state.router.names().to_vec(),
+            available: visible(&p, &state).into_iter().cloned().collect(),
         });
+    }
+    if !p.allows_model(&name) {
+        return Err(ApiError::ModelNotAllowed { model: name });
     }
     Ok(HttpResponse::Ok().json(model_object(&state, &name)))
 }

@@ -3,7 +3,8 @@
 //! Owns key checking only; it does not look at the body, limits or models.
 
 use crate::error::ApiError;
-use crate::keys::{KeyCachePolicy, VirtualKey};
+use crate::keys::time::format_rfc3339;
+use crate::keys::{AuthFailure, KeyCachePolicy, VirtualKey, SECRET_PREFIX};
 use crate::state::AppState;
 use actix_web::dev::Payload;
 use actix_web::http::header::{HeaderMap, AUTHORIZATION};
@@ -96,15 +97,43 @@ fn presented_key(headers: &HeaderMap) -> Option<&str> {
         .filter(|k| !k.is_empty())
 }
 
-/// Checks the caller's key against the configured master key.
+/// Checks the caller's key: the master key, else a virtual key (from memory, no disk access).
+///
+/// Without a master key the gateway is open, but a virtual key that is presented still
+/// resolves to its principal (so its limits and models apply), an expired one is still refused,
+/// and so is an unknown key that claims to be Sluice's (`sk-sluice-…`, e.g. a revoked one).
+/// Other unknown keys on an open gateway are the dummies SDKs insist on sending: they pass.
 pub fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
-    let Some(master) = &state.config.master_key else {
-        return Ok(Principal::Open);
+    let master = state.config.master_key.as_ref();
+    let Some(presented) = presented_key(headers) else {
+        return match master {
+            Some(_) => Err(ApiError::MissingApiKey),
+            None => Ok(Principal::Open),
+        };
     };
-    match presented_key(headers) {
-        None => Err(ApiError::MissingApiKey),
-        Some(k) if master.matches(k) => Ok(Principal::Master),
-        Some(_) => Err(ApiError::InvalidApiKey),
+    if master.is_some_and(|m| m.matches(presented)) {
+        return Ok(Principal::Master);
+    }
+    match state.keys.authenticate(presented) {
+        Ok(key) => Ok(Principal::Virtual(key)),
+        Err(AuthFailure::Expired { at }) => Err(ApiError::KeyExpired {
+            at: format_rfc3339(at),
+        }),
+        Err(AuthFailure::Unknown) if master.is_none() && !presented.starts_with(SECRET_PREFIX) => {
+            Ok(Principal::Open)
+        }
+        Err(AuthFailure::Unknown) => Err(ApiError::InvalidApiKey),
+    }
+}
+
+/// Authenticates and requires admin rights (master key, an admin virtual key, or an open
+/// gateway): 401 without a valid key, 403 with a valid non-admin key.
+pub fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
+    let p = authenticate(state, headers)?;
+    if p.is_admin() {
+        Ok(p)
+    } else {
+        Err(ApiError::AdminRequired)
     }
 }
 

@@ -4,6 +4,7 @@
 //! that reads environment variables for settings; nothing downstream parses strings again.
 
 mod env;
+mod limits;
 mod raw;
 mod secret;
 mod validate;
@@ -44,6 +45,12 @@ pub struct Config {
     pub cache: CacheConfig,
     /// Routing, retries, cooldowns and fallbacks.
     pub routing: crate::router::RoutingConfig,
+    /// Rate limits besides those of keys and deployments (`sluice.limits`).
+    pub limits: crate::limits::LimitsConfig,
+    /// Budgets of end users and of the gateway (`sluice.budgets`, LiteLLM's `max_budget`).
+    pub budgets: crate::spend::BudgetsConfig,
+    /// Budget alerts (`sluice.alerts`).
+    pub alerts: crate::spend::AlertsConfig,
     /// Keys the file used that Sluice does not know; reported as warnings at start-up.
     pub ignored_keys: Vec<String>,
 }
@@ -89,6 +96,9 @@ pub struct Deployment {
     pub weight: f64,
     /// Retries allowed on this deployment (`None`: the router's `num_retries`).
     pub max_retries: Option<u32>,
+    /// `model_info.responses_native`: the deployment serves `/responses` itself (default: only
+    /// api.openai.com does).
+    pub responses_native: Option<bool>,
     /// Mock behaviour, for `mock/...` deployments.
     pub mock: MockSettings,
 }

@@ -70,12 +70,16 @@ pub struct RawModelInfo {
     pub supports_function_calling: Option<bool>,
     pub supports_vision: Option<bool>,
     pub supports_response_schema: Option<bool>,
+    /// Whether the deployment serves the Responses API (`POST {api_base}/responses`) itself.
+    pub responses_native: Option<bool>,
 }
 
 /// `general_settings`.
 #[derive(Debug, Default, Deserialize)]
 pub struct RawGeneralSettings {
     pub master_key: Option<String>,
+    /// Requests running at once across the gateway (LiteLLM's name).
+    pub global_max_parallel_requests: Option<u64>,
 }
 
 /// `litellm_settings`.
@@ -83,6 +87,12 @@ pub struct RawGeneralSettings {
 pub struct RawLitellmSettings {
     pub request_timeout: Option<f64>,
     pub json_logs: Option<bool>,
+    /// Budget of the whole gateway in USD (LiteLLM's global proxy budget).
+    pub max_budget: Option<f64>,
+    /// Window of `max_budget` (`1h`, `1d`, `30d`).
+    pub budget_duration: Option<String>,
+    /// Budget in USD of every end user (never resets, as in LiteLLM).
+    pub max_end_user_budget: Option<f64>,
 }
 
 /// `router_settings`.
@@ -154,6 +164,68 @@ pub struct RawSluice {
     pub cache: RawCache,
     #[serde(default)]
     pub routing: RawRouting,
+    #[serde(default)]
+    pub limits: RawLimits,
+    #[serde(default)]
+    pub budgets: RawBudgets,
+    #[serde(default)]
+    pub alerts: RawAlerts,
+}
+
+/// Requests and tokens per minute of one scope.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawRate {
+    pub rpm: Option<u64>,
+    pub tpm: Option<u64>,
+    pub max_parallel_requests: Option<u64>,
+}
+
+/// `sluice.limits`: rate limits besides those of keys and deployments.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawLimits {
+    /// The whole gateway.
+    #[serde(default)]
+    pub global: RawRate,
+    /// Per model group: `{group: {rpm, tpm}}`.
+    #[serde(default)]
+    pub groups: std::collections::BTreeMap<String, RawRate>,
+    /// Every end user, each on their own.
+    #[serde(default)]
+    pub user: RawRate,
+    /// Named end users: `{user: {rpm, tpm}}`, instead of `user`.
+    #[serde(default)]
+    pub users: std::collections::BTreeMap<String, RawRate>,
+    /// Whether cache hits count their tokens against TPM (default false: RPM only).
+    pub cache_hits_count_tokens: Option<bool>,
+}
+
+/// One budget: USD per window.
+#[derive(Debug, Deserialize)]
+pub struct RawBudget {
+    pub max_budget: f64,
+    /// `1h`, `1d`, `30d`; absent: never resets.
+    pub budget_duration: Option<String>,
+}
+
+/// `sluice.budgets`.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawBudgets {
+    /// The whole gateway.
+    pub global: Option<RawBudget>,
+    /// Every end user, each on their own.
+    pub user: Option<RawBudget>,
+    /// Named end users, instead of `user`.
+    #[serde(default)]
+    pub users: std::collections::BTreeMap<String, RawBudget>,
+}
+
+/// `sluice.alerts`: budget alerts.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawAlerts {
+    /// URL that receives a JSON POST per alert.
+    pub webhook_url: Option<String>,
+    /// Fractions of a budget that alert (default 0.5, 0.8, 1.0).
+    pub thresholds: Option<Vec<f64>>,
 }
 
 /// `sluice.cache`: defaults for the semantic cache (the admin API can change them live).

@@ -252,8 +252,20 @@ fn validate(
     };
 
     let cache = cache_config(raw.sluice.cache, &deployments, issues);
+    let limits = super::limits::limits(
+        &raw.sluice.limits,
+        raw.general_settings.global_max_parallel_requests,
+        &routing,
+        &deployments,
+        issues,
+    );
+    let budgets = super::limits::budgets(&raw.sluice.budgets, &raw.litellm_settings, issues);
+    let alerts = super::limits::alerts(&raw.sluice.alerts, issues);
     Config {
         routing,
+        limits,
+        budgets,
+        alerts,
         cache,
         deployments,
         master_key,
@@ -631,6 +643,7 @@ fn deployment(
         caps,
         weight,
         max_retries: p.max_retries,
+        responses_native: m.model_info.responses_native,
         mock: MockSettings {
             response: p.mock_response,
             latency: Duration::from_millis(p.mock_latency_ms.unwrap_or(0)),

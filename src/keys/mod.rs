@@ -3,6 +3,23 @@
 //!
 //! Owns the key records and their lifecycle (create, rotate, revoke, expire). It does not count
 //! requests or spend (limits and spend do) and never sees provider keys.
+//!
+//! - `input`: key fields as clients send them, checked with the field named in every error.
+//! - `store`: [`KeyStore`], RocksDB plus an in-memory map that `auth` checks secrets against.
+//! - `view`: how a record is shown (never with a secret).
+//! - `time`: durations (`30d`) and RFC 3339 times.
+//! - `cli`: `sluice keys ...`, offline against the store or through a running gateway.
+
+pub mod cli;
+pub mod input;
+pub mod store;
+pub mod time;
+pub mod view;
+
+pub use input::{Dialect, KeyChanges, KeyFieldError};
+pub use store::{
+    redact_secrets, AuthFailure, KeyError, KeyStore, DEFAULT_GRACE_SECS, SECRET_PREFIX,
+};
 
 use serde::{Deserialize, Serialize};
 

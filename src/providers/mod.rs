@@ -301,6 +301,38 @@ pub(crate) trait Adapter {
     fn stream_usage(&self, _d: &Deployment) -> bool {
         true
     }
+
+    /// Whether the deployment serves the Responses API itself, so `/v1/responses` bodies are
+    /// forwarded instead of translated to chat. Not native unless an adapter says so.
+    fn responses_native(&self, _d: &Deployment) -> bool {
+        false
+    }
+
+    /// One Responses API call, the body forwarded as is but for the model (JSON out).
+    async fn responses(
+        &self,
+        _client: &reqwest::Client,
+        d: &Deployment,
+        _body: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Completion, UpstreamError> {
+        Err(UpstreamError::Unsupported {
+            deployment: label(d),
+            detail: format!("provider {} has no native Responses API", d.provider),
+        })
+    }
+
+    /// One streaming Responses API call: the upstream's Responses SSE bytes as they arrive.
+    async fn responses_stream(
+        &self,
+        _client: &reqwest::Client,
+        d: &Deployment,
+        _body: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<ChunkStream, UpstreamError> {
+        Err(UpstreamError::Unsupported {
+            deployment: label(d),
+            detail: format!("provider {} has no native Responses API", d.provider),
+        })
+    }
 }
 
 /// Runs `$call` on the adapter of `$d.provider`.
@@ -356,6 +388,31 @@ pub async fn chat_stream(
 /// Whether the provider's streams can carry a usage chunk.
 pub fn supports_stream_usage(d: &Deployment) -> bool {
     dispatch!(d, a => a.stream_usage(d))
+}
+
+/// Whether the deployment serves `/responses` natively.
+pub fn responses_native(d: &Deployment) -> bool {
+    dispatch!(d, a => a.responses_native(d))
+}
+
+/// One native Responses API call (JSON).
+pub async fn responses(
+    http: &HttpClients,
+    d: &Deployment,
+    body: &serde_json::Map<String, serde_json::Value>,
+) -> Result<Completion, UpstreamError> {
+    let client = http.for_deployment(d);
+    dispatch!(d, a => a.responses(client, d, body).await)
+}
+
+/// One native streaming Responses API call (Responses SSE bytes).
+pub async fn responses_stream(
+    http: &HttpClients,
+    d: &Deployment,
+    body: &serde_json::Map<String, serde_json::Value>,
+) -> Result<ChunkStream, UpstreamError> {
+    let client = http.for_deployment(d);
+    dispatch!(d, a => a.responses_stream(client, d, body).await)
 }
 
 /// Embeddings.

@@ -200,6 +200,17 @@ pub(super) fn chat_body(
     encode(d, &out)
 }
 
+/// The Responses body sent upstream: the client's body with the upstream model name; every
+/// other field as the client sent it.
+pub(super) fn responses_body(
+    d: &Deployment,
+    body: &serde_json::Map<String, serde_json::Value>,
+) -> Result<Vec<u8>, UpstreamError> {
+    let mut out = body.clone();
+    out.insert("model".into(), d.upstream_model.clone().into());
+    encode(d, &out)
+}
+
 /// The embeddings body sent upstream: the client's request with the upstream model name.
 pub(super) fn embeddings_body(
     d: &Deployment,
@@ -305,6 +316,46 @@ impl Adapter for OpenAi {
     /// Only api.openai.com is known to accept `stream_options`; compatible servers vary.
     fn stream_usage(&self, d: &Deployment) -> bool {
         matches!(d.provider, ProviderKind::OpenAi)
+    }
+
+    /// api.openai.com serves `/responses`; other bases only when `model_info.responses_native`.
+    fn responses_native(&self, d: &Deployment) -> bool {
+        d.responses_native.unwrap_or_else(|| {
+            matches!(d.provider, ProviderKind::OpenAi)
+                && d.api_base
+                    .as_deref()
+                    .is_none_or(|b| b.contains("://api.openai.com"))
+        })
+    }
+
+    async fn responses(
+        &self,
+        client: &reqwest::Client,
+        d: &Deployment,
+        body: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Completion, UpstreamError> {
+        post_json(
+            client,
+            d,
+            &endpoint(d, "/responses"),
+            responses_body(d, body)?,
+        )
+        .await
+    }
+
+    async fn responses_stream(
+        &self,
+        client: &reqwest::Client,
+        d: &Deployment,
+        body: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<ChunkStream, UpstreamError> {
+        post_stream(
+            client,
+            d,
+            &endpoint(d, "/responses"),
+            responses_body(d, body)?,
+        )
+        .await
     }
 }
 

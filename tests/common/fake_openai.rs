@@ -36,7 +36,8 @@ impl FakeOpenAi {
         let shared = Arc::new(Shared::default());
         let server = super::fake_server::spawn(shared.clone(), |cfg| {
             cfg.route("/v1/chat/completions", web::post().to(chat))
-                .route("/v1/embeddings", web::post().to(embeddings));
+                .route("/v1/embeddings", web::post().to(embeddings))
+                .route("/v1/responses", web::post().to(responses));
         });
         FakeOpenAi {
             base: server.base.clone(),
@@ -245,6 +246,7 @@ async fn chat(req: HttpRequest, shared: web::Data<Shared>, body: web::Bytes) -> 
             stream_frames(&model, &"tick ".repeat(40), include_usage),
             Duration::from_millis(100),
         ),
+        "fake-tool" => tool_turn(shared.into_inner(), &model, &body, stream, include_usage),
         "fake-broken-stream" => {
             // Two chunks, then the connection just ends (no finish, no [DONE]).
             let frames = stream_frames(&model, "partial answer here", false);
@@ -268,4 +270,121 @@ async fn embeddings(req: HttpRequest, shared: web::Data<Shared>, body: web::Byte
         "model": body["model"],
         "usage": {"prompt_tokens": 2, "total_tokens": 2}
     }))
+}
+
+/// `fake-tool`: with tools and no tool result yet, calls the first tool with
+/// `{"q": <last user message>}`; after a tool result, answers `Tool said: <result>`.
+fn tool_turn(
+    shared: Arc<Shared>,
+    model: &str,
+    body: &Value,
+    stream: bool,
+    include_usage: bool,
+) -> HttpResponse {
+    let messages = body["messages"].as_array().cloned().unwrap_or_default();
+    let last = messages.last().cloned().unwrap_or(Value::Null);
+    let tool = body["tools"][0]["function"]["name"].as_str();
+    let (Some(name), false) = (tool, last["role"] == "tool") else {
+        let text = format!("Tool said: {}", last["content"].as_str().unwrap_or(""));
+        return if stream {
+            sse(
+                shared,
+                stream_frames(model, &text, include_usage),
+                Duration::ZERO,
+            )
+        } else {
+            HttpResponse::Ok().json(completion(model, &text))
+        };
+    };
+    let args = json!({"q": last_user(body)}).to_string();
+    if !stream {
+        let mut c = completion(model, "");
+        c["choices"][0]["message"] = json!({"role": "assistant", "content": null,
+            "tool_calls": [{"id": "call_fake1", "type": "function", "function": {"name": name, "arguments": args}}]});
+        c["choices"][0]["finish_reason"] = json!("tool_calls");
+        return HttpResponse::Ok().json(c);
+    }
+    let (a, b) = args.split_at(args.len() / 2);
+    let mut frames = vec![
+        chunk(
+            model,
+            json!({"role": "assistant", "content": null}),
+            Value::Null,
+        ),
+        chunk(
+            model,
+            json!({"tool_calls": [{"index": 0, "id": "call_fake1", "type": "function", "function": {"name": name, "arguments": ""}}]}),
+            Value::Null,
+        ),
+    ];
+    for piece in [a, b] {
+        frames.push(chunk(
+            model,
+            json!({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}),
+            Value::Null,
+        ));
+    }
+    frames.push(chunk(model, json!({}), json!("tool_calls")));
+    if include_usage {
+        let u = json!({"id": "chatcmpl-fake1", "object": "chat.completion.chunk", "created": 1_700_000_000,
+            "model": model, "choices": [], "usage": {"prompt_tokens": 11, "completion_tokens": 5, "total_tokens": 16}});
+        frames.push(format!("data: {u}\n\n"));
+    }
+    frames.push("data: [DONE]\n\n".to_string());
+    sse(shared, frames, Duration::ZERO)
+}
+
+/// The text of the last user input of a Responses body.
+fn last_input_text(body: &Value) -> String {
+    if let Some(s) = body["input"].as_str() {
+        return s.to_string();
+    }
+    let items = body["input"].as_array().cloned().unwrap_or_default();
+    let Some(item) = items.iter().rev().find(|i| i["role"] == "user") else {
+        return String::new();
+    };
+    match &item["content"] {
+        Value::String(s) => s.clone(),
+        Value::Array(parts) => parts.iter().filter_map(|p| p["text"].as_str()).collect(),
+        _ => String::new(),
+    }
+}
+
+/// `POST /v1/responses`: a native Responses server answering `You said: <last input>`.
+async fn responses(req: HttpRequest, shared: web::Data<Shared>, body: web::Bytes) -> HttpResponse {
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    record(&req, &shared, &body);
+    let n = shared.calls.lock().unwrap().len();
+    let text = format!("You said: {}", last_input_text(&body));
+    let id = format!("resp_fake{n}");
+    let msg_id = format!("msg_fake{n}");
+    let shell = json!({"id": id, "object": "response", "created_at": 1_700_000_000, "status": "in_progress",
+        "model": body["model"], "output": [], "previous_response_id": body["previous_response_id"],
+        "store": body["store"], "usage": null});
+    let mut done = shell.clone();
+    done["status"] = json!("completed");
+    done["output"] = json!([{"type": "message", "id": msg_id, "status": "completed", "role": "assistant",
+        "content": [{"type": "output_text", "text": text, "annotations": []}]}]);
+    done["usage"] = json!({"input_tokens": 11, "output_tokens": 5, "total_tokens": 16});
+    if !body["stream"].as_bool().unwrap_or(false) {
+        return HttpResponse::Ok().json(done);
+    }
+    let mut events = vec![
+        json!({"type": "response.created", "response": shell}),
+        json!({"type": "response.output_item.added", "output_index": 0,
+            "item": {"type": "message", "id": msg_id, "status": "in_progress", "role": "assistant", "content": []}}),
+    ];
+    for w in text.split_inclusive(' ') {
+        events.push(json!({"type": "response.output_text.delta", "item_id": msg_id, "output_index": 0, "content_index": 0, "delta": w}));
+    }
+    events.push(json!({"type": "response.completed", "response": done}));
+    let frames = events
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut e)| {
+            e["sequence_number"] = json!(i);
+            format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap())
+        })
+        .collect();
+    sse(shared.into_inner(), frames, Duration::ZERO)
 }

@@ -99,6 +99,48 @@ impl Adapter for Azure {
         let v = api_version(d);
         !v.starts_with(|c: char| c.is_ascii_digit()) || v >= FIRST_VERSION_WITH_STREAM_USAGE
     }
+
+    /// Only when configured (`model_info.responses_native: true`): not every resource and
+    /// region serves the Responses API.
+    fn responses_native(&self, d: &Deployment) -> bool {
+        d.responses_native.unwrap_or(false)
+    }
+
+    async fn responses(
+        &self,
+        client: &reqwest::Client,
+        d: &Deployment,
+        body: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Completion, UpstreamError> {
+        let ep = responses_endpoint(d)?;
+        openai::post_json(client, d, &ep, openai::responses_body(d, body)?).await
+    }
+
+    async fn responses_stream(
+        &self,
+        client: &reqwest::Client,
+        d: &Deployment,
+        body: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<ChunkStream, UpstreamError> {
+        let ep = responses_endpoint(d)?;
+        openai::post_stream(client, d, &ep, openai::responses_body(d, body)?).await
+    }
+}
+
+/// Azure's Responses API: `{api_base}/openai/v1/responses` (the v1 surface, no `api-version`);
+/// the deployment name goes in the body's `model`.
+fn responses_endpoint(d: &Deployment) -> Result<Endpoint, UpstreamError> {
+    let base = d
+        .api_base
+        .as_deref()
+        .ok_or_else(|| UpstreamError::Unsupported {
+            deployment: label(d),
+            detail: "Azure deployments need litellm_params.api_base".into(),
+        })?;
+    Ok(Endpoint {
+        url: format!("{}/openai/v1/responses", base.trim_end_matches('/')),
+        auth: Auth::Header("api-key"),
+    })
 }
 
 #[cfg(test)]
@@ -137,6 +179,17 @@ mod tests {
             .unwrap()
             .url
             .starts_with("http://127.0.0.1:9/proxy/openai/deployments/"));
+    }
+
+    #[test]
+    fn responses_use_the_v1_surface_when_configured() {
+        let mut d = deployment(Some("https://res.openai.azure.com/"), None);
+        assert!(!Azure.responses_native(&d));
+        d.responses_native = Some(true);
+        assert!(Azure.responses_native(&d));
+        let ep = responses_endpoint(&d).unwrap();
+        assert_eq!(ep.url, "https://res.openai.azure.com/openai/v1/responses");
+        assert_eq!(ep.auth, Auth::Header("api-key"));
     }
 
     #[test]

@@ -1,0 +1,154 @@
+//! `GET /admin/spend` (spend, tokens, requests and cache savings grouped by key, user, model or
+//! day; admin only) and `POST /utils/token_counter` (the gateway's token estimate for a request
+//! body, LiteLLM's endpoint; any authenticated caller).
+
+use super::read_json;
+use crate::auth::{authenticate, require_admin};
+use crate::error::ApiError;
+use crate::spend::{parse_day, GroupBy};
+use crate::state::AppState;
+use crate::tokens::{self, Tokenizer};
+use crate::wire::{parse_json, ChatRequest};
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+
+/// Earliest day a report covers when `from` is not given.
+const BEGINNING: &str = "1970-01-01";
+
+/// `GET /admin/spend?group_by=key|user|model|day&from=YYYY-MM-DD&to=YYYY-MM-DD`: one row per
+/// group over the UTC days `from..=to` (default: everything up to today), plus the total.
+pub async fn report(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    require_admin(&state, req.headers())?;
+    let q = web::Query::<HashMap<String, String>>::from_query(req.query_string())
+        .map_err(|e| ApiError::invalid("query", format!("invalid query string: {e}")))?
+        .into_inner();
+    if let Some(unknown) = q
+        .keys()
+        .find(|k| !matches!(k.as_str(), "group_by" | "from" | "to"))
+    {
+        return Err(ApiError::invalid(
+            unknown,
+            format!("unknown parameter '{unknown}' (known: group_by, from, to)"),
+        ));
+    }
+    let by_text = q.get("group_by").map_or("day", String::as_str);
+    let by = GroupBy::parse(by_text).ok_or_else(|| {
+        ApiError::invalid(
+            "group_by",
+            format!("'group_by' must be one of key, user, model, day; got '{by_text}'"),
+        )
+    })?;
+    let today = state.spend.today();
+    let day_param = |name: &str, default: &str| -> Result<String, ApiError> {
+        match q.get(name) {
+            None => Ok(default.to_string()),
+            Some(v) => parse_day(v).map(str::to_string).ok_or_else(|| {
+                ApiError::invalid(
+                    name,
+                    format!("'{name}' must be a date as YYYY-MM-DD, got '{v}'"),
+                )
+            }),
+        }
+    };
+    let from = day_param("from", BEGINNING)?;
+    let to = day_param("to", &today)?;
+    if from > to {
+        return Err(ApiError::invalid(
+            "from",
+            format!("'from' ({from}) is after 'to' ({to})"),
+        ));
+    }
+    let rows = state
+        .spend
+        .report(by, &from, &to)
+        .map_err(|e| ApiError::Internal(format!("spend report: {e}")))?;
+    let mut total = crate::spend::Totals::default();
+    let rows: Vec<Value> = rows
+        .into_iter()
+        .map(|r| {
+            total.spend_usd += r.totals.spend_usd;
+            total.prompt_tokens += r.totals.prompt_tokens;
+            total.completion_tokens += r.totals.completion_tokens;
+            total.requests += r.totals.requests;
+            total.cache_hits += r.totals.cache_hits;
+            total.saved_tokens += r.totals.saved_tokens;
+            total.saved_usd += r.totals.saved_usd;
+            let mut row = Map::new();
+            row.insert(by.as_str().into(), Value::String(r.group));
+            if let Ok(Value::Object(fields)) = serde_json::to_value(r.totals) {
+                row.extend(fields);
+            }
+            Value::Object(row)
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({
+        "group_by": by.as_str(),
+        "from": from,
+        "to": to,
+        "rows": rows,
+        "total": total,
+    })))
+}
+
+/// The body of `/utils/token_counter`.
+#[derive(Debug, Deserialize)]
+struct CountBody {
+    model: String,
+    #[serde(default)]
+    messages: Option<Value>,
+    #[serde(default)]
+    prompt: Option<String>,
+    #[serde(default)]
+    tools: Option<Value>,
+}
+
+/// `POST /utils/token_counter`: `{"model", "messages"}` or `{"model", "prompt"}` ->
+/// `{"total_tokens", "request_model", "model_used", "tokenizer_type"}`, counted as the gateway
+/// counts before a call (the BPE of OpenAI models, about four characters a token otherwise).
+pub async fn token_counter(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    authenticate(&state, req.headers())?;
+    let b: CountBody = read_json(&req, payload, &state).await?;
+    if b.model.trim().is_empty() {
+        return Err(ApiError::invalid("model", "'model' must not be empty"));
+    }
+    // A model group counts with the model its first deployment runs; any other name as itself.
+    let model_used = state
+        .router
+        .group(&b.model)
+        .and_then(|g| g.targets.first())
+        .map_or_else(|| b.model.clone(), |t| t.deployment.upstream_model.clone());
+    let tok = Tokenizer::for_model(&model_used);
+    let total = match (b.messages, b.prompt) {
+        (Some(messages), None) => {
+            let mut body = json!({"model": b.model, "messages": messages});
+            if let Some(tools) = b.tools {
+                body["tools"] = tools;
+            }
+            let chat: ChatRequest = parse_json(body.to_string().as_bytes())?;
+            tokens::prompt_tokens_with(&chat, tok)
+        }
+        (None, Some(prompt)) => tok.count(&prompt),
+        _ => {
+            return Err(ApiError::invalid(
+                "messages",
+                "give exactly one of 'messages' or 'prompt'",
+            ))
+        }
+    };
+    Ok(HttpResponse::Ok().json(json!({
+        "total_tokens": total,
+        "request_model": b.model,
+        "model_used": model_used,
+        "tokenizer_type": tok.kind(),
+        "encoding": tok.encoding(),
+    })))
+}

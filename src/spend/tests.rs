@@ -1,0 +1,316 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use super::*;
+use crate::config::Config;
+use crate::limits::ManualClock;
+
+/// 2026-11-25T10:00:00Z.
+const NOW_S: u64 = 1_795_600_800;
+
+fn deployments() -> Vec<Deployment> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yaml");
+    std::fs::write(
+        &path,
+        "model_list:\n  - {model_name: g, litellm_params: {model: mock/x}, model_info: {input_cost_per_token: 0.001, output_cost_per_token: 0.002}}\n",
+    )
+    .unwrap();
+    Config::load(&path).unwrap().deployments
+}
+
+struct Fixture {
+    spend: Arc<Spend>,
+    clock: Arc<ManualClock>,
+    dir: tempfile::TempDir,
+}
+
+fn fixture(budgets: BudgetsConfig) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path()).unwrap());
+    let clock = Arc::new(ManualClock::at(NOW_S * 1_000));
+    let spend = Spend::new(
+        store,
+        clock.clone(),
+        budgets,
+        AlertsConfig::default(),
+        &deployments(),
+    );
+    Fixture { spend, clock, dir }
+}
+
+fn key(max_budget: Option<f64>, duration: Option<u64>, created_at: u64) -> Arc<VirtualKey> {
+    Arc::new(VirtualKey {
+        id: "key_1".into(),
+        alias: Some("team-a".into()),
+        models: vec![],
+        rpm: None,
+        tpm: None,
+        max_parallel_requests: None,
+        max_budget,
+        budget_duration_secs: duration,
+        expires_at: None,
+        cache_namespace: None,
+        cache_policy: Default::default(),
+        metadata: Default::default(),
+        user_id: None,
+        team_id: None,
+        admin: false,
+        created_at,
+        revoked_at: None,
+    })
+}
+
+fn payer(k: Option<Arc<VirtualKey>>, user: Option<&str>) -> Payer {
+    Payer {
+        key_id: k.as_ref().map_or("master".into(), |k| k.id.clone()),
+        key: k,
+        user: user.map(str::to_string),
+    }
+}
+
+fn usage(p: u64, c: u64) -> Usage {
+    Usage {
+        prompt_tokens: p,
+        completion_tokens: c,
+        total_tokens: p + c,
+    }
+}
+
+fn pay(f: &Fixture, p: &Payer, usd: f64) {
+    f.spend.record(
+        p,
+        &Charge {
+            group: "g",
+            usage: usage(10, 5),
+            cost_usd: usd,
+            cache_hit: false,
+        },
+    );
+}
+
+#[test]
+fn key_budget_refuses_until_its_window_ends() {
+    // Created at 2026-11-24T00:00:00Z: its 1d windows start at midnight UTC.
+    let created = NOW_S - 10 * 3_600 - 86_400;
+    let f = fixture(BudgetsConfig::default());
+    let p = payer(Some(key(Some(1.0), Some(86_400), created)), None);
+    f.spend.check(&p).unwrap();
+    pay(&f, &p, 0.6);
+    f.spend.check(&p).unwrap();
+    pay(&f, &p, 0.6003);
+    let r = f.spend.check(&p).unwrap_err();
+    assert_eq!(
+        r.to_string(),
+        "budget exceeded for key 'team-a': spent $1.2003 of $1.0000 in the current 1d window; resets at 2026-11-26T00:00:00Z"
+    );
+    assert_eq!(r.retry_after, Some(Duration::from_secs(14 * 3_600)));
+    // One second before the end: still refused; at the end: a fresh window.
+    f.clock.set((NOW_S + 14 * 3_600 - 1) * 1_000);
+    assert!(f.spend.check(&p).is_err());
+    f.clock.set((NOW_S + 14 * 3_600) * 1_000);
+    f.spend.check(&p).unwrap();
+    assert_eq!(f.spend.key_window_spend(p.key.as_ref().unwrap()), 0.0);
+}
+
+#[test]
+fn a_budget_without_duration_never_resets() {
+    let f = fixture(BudgetsConfig::default());
+    let p = payer(Some(key(Some(0.5), None, 0)), None);
+    pay(&f, &p, 0.5);
+    let r = f.spend.check(&p).unwrap_err();
+    assert!(r.to_string().ends_with("the budget does not reset"), "{r}");
+    assert_eq!(r.retry_after, None);
+    f.clock.advance(400 * 86_400 * 1_000);
+    assert!(f.spend.check(&p).is_err());
+}
+
+#[test]
+fn user_and_global_budgets_use_utc_windows() {
+    let f = fixture(BudgetsConfig {
+        global: Some(Budget {
+            max_budget: 10.0,
+            duration_secs: Some(30 * 86_400),
+        }),
+        user: Some(Budget {
+            max_budget: 1.0,
+            duration_secs: Some(3_600),
+        }),
+        users: BTreeMap::from([(
+            "vip".to_string(),
+            Budget {
+                max_budget: 5.0,
+                duration_secs: Some(3_600),
+            },
+        )]),
+    });
+    let alice = payer(None, Some("alice"));
+    let vip = payer(None, Some("vip"));
+    pay(&f, &alice, 1.0);
+    pay(&f, &vip, 1.0);
+    let r = f.spend.check(&alice).unwrap_err();
+    assert_eq!(r.scope, BudgetScope::User);
+    assert!(
+        r.to_string().contains("resets at 2026-11-25T11:00:00Z"),
+        "{r}"
+    );
+    f.spend.check(&vip).unwrap();
+    f.clock.advance(3_600 * 1_000);
+    f.spend.check(&alice).unwrap();
+    // The global budget sums everyone.
+    for _ in 0..8 {
+        pay(&f, &vip, 1.0);
+    }
+    let r = f.spend.check(&payer(None, Some("bob"))).unwrap_err();
+    assert_eq!(r.scope, BudgetScope::Global);
+    assert!(
+        r.to_string()
+            .starts_with("budget exceeded for the gateway: spent $10.0000 of $10.0000"),
+        "{r}"
+    );
+}
+
+#[test]
+fn alerts_fire_once_per_threshold_per_window() {
+    let f = fixture(BudgetsConfig::default());
+    let p = payer(Some(key(Some(1.0), Some(3_600), 0)), None);
+    pay(&f, &p, 0.3);
+    assert!(f.spend.recent_alerts().is_empty());
+    pay(&f, &p, 0.3); // 0.6: crosses 50%
+    pay(&f, &p, 0.1); // 0.7
+    pay(&f, &p, 0.5); // 1.2: crosses 80% and 100% at once
+    pay(&f, &p, 0.5); // nothing new
+    let got: Vec<f64> = f
+        .spend
+        .recent_alerts()
+        .iter()
+        .map(|a| a.threshold)
+        .collect();
+    assert_eq!(got, [0.5, 0.8, 1.0]);
+    let a = &f.spend.recent_alerts()[2];
+    assert_eq!(a.scope, "key");
+    assert_eq!(a.key_id.as_deref(), Some("key_1"));
+    assert_eq!(a.alias.as_deref(), Some("team-a"));
+    assert_eq!(a.window_start, "2026-11-25T10:00:00Z");
+    assert_eq!(a.window_end.as_deref(), Some("2026-11-25T11:00:00Z"));
+    let body = serde_json::to_value(a).unwrap();
+    assert_eq!(body["type"], "budget_alert");
+    assert!(body.get("user_id").is_none());
+    // A new window alerts again.
+    f.clock.advance(3_600 * 1_000);
+    pay(&f, &p, 0.55);
+    assert_eq!(f.spend.recent_alerts().len(), 4);
+    // Reloaded from the store after a restart, a window does not alert twice.
+    f.spend.flush().unwrap();
+    let store = Arc::clone(&f.spend.store);
+    let again = Spend::new(
+        store,
+        f.clock.clone(),
+        BudgetsConfig::default(),
+        AlertsConfig::default(),
+        &[],
+    );
+    again.record(
+        &p,
+        &Charge {
+            group: "g",
+            usage: usage(1, 1),
+            cost_usd: 0.01,
+            cache_hit: false,
+        },
+    );
+    assert!(again.recent_alerts().is_empty());
+    assert!((again.key_window_spend(p.key.as_ref().unwrap()) - 0.56).abs() < 1e-9);
+}
+
+#[test]
+fn rollups_group_by_key_user_model_and_day_and_survive_a_reopen() {
+    let f = fixture(BudgetsConfig::default());
+    let k = payer(Some(key(None, None, 0)), Some("alice"));
+    let m = payer(None, None);
+    pay(&f, &k, 0.25);
+    pay(&f, &m, 0.5);
+    // A cache hit: a request and what it saved, no spend.
+    f.spend.record(
+        &k,
+        &Charge {
+            group: "g",
+            usage: usage(100, 50),
+            cost_usd: 0.0,
+            cache_hit: true,
+        },
+    );
+    f.clock.advance(86_400 * 1_000);
+    pay(&f, &m, 1.0);
+    let today = f.spend.today();
+    assert_eq!(today, "2026-11-26");
+
+    let by_key = f
+        .spend
+        .report(GroupBy::Key, "2026-11-25", "2026-11-26")
+        .unwrap();
+    assert_eq!(by_key.len(), 2);
+    assert_eq!(by_key[0].group, "master");
+    assert!((by_key[0].totals.spend_usd - 1.5).abs() < 1e-9);
+    let k1 = &by_key[1];
+    assert_eq!(k1.group, "key_1");
+    assert_eq!(k1.totals.requests, 2);
+    assert_eq!(k1.totals.cache_hits, 1);
+    assert_eq!(k1.totals.saved_tokens, 150);
+    assert!((k1.totals.saved_usd - (100.0 * 0.001 + 50.0 * 0.002)).abs() < 1e-9);
+    assert_eq!(k1.totals.prompt_tokens, 10, "hits pay no tokens");
+
+    f.spend.flush().unwrap();
+    let by_day = f
+        .spend
+        .report(GroupBy::Day, "2026-01-01", "2026-12-31")
+        .unwrap();
+    let days: Vec<(&str, u64)> = by_day
+        .iter()
+        .map(|r| (r.group.as_str(), r.totals.requests))
+        .collect();
+    assert_eq!(days, [("2026-11-25", 3), ("2026-11-26", 1)]);
+    let users = f
+        .spend
+        .report(GroupBy::User, "2026-11-25", "2026-11-25")
+        .unwrap();
+    assert_eq!(users.len(), 1);
+    assert_eq!(users[0].group, "alice");
+    let models = f
+        .spend
+        .report(GroupBy::Model, "2026-11-26", "2026-11-26")
+        .unwrap();
+    assert_eq!(models.len(), 1);
+    assert!((models[0].totals.spend_usd - 1.0).abs() < 1e-9);
+
+    // Written rows plus new unwritten ones add up; a reopened store has the written ones.
+    pay(&f, &m, 2.0);
+    let by_model = f
+        .spend
+        .report(GroupBy::Model, "2026-11-25", "2026-11-26")
+        .unwrap();
+    assert!((by_model[0].totals.spend_usd - 3.75).abs() < 1e-9);
+    let flusher = f.spend.start_flusher();
+    drop(flusher); // stops the thread and flushes
+    let path = f.dir.path().to_path_buf();
+    drop(f.spend);
+    let store = Arc::new(Store::open(&path).unwrap());
+    let reopened = Spend::new(
+        store,
+        f.clock.clone(),
+        BudgetsConfig::default(),
+        AlertsConfig::default(),
+        &[],
+    );
+    let by_model = reopened
+        .report(GroupBy::Model, "2026-11-25", "2026-11-26")
+        .unwrap();
+    assert!((by_model[0].totals.spend_usd - 3.75).abs() < 1e-9);
+}
+
+#[test]
+fn group_by_names() {
+    for n in ["key", "user", "model", "day"] {
+        assert_eq!(GroupBy::parse(n).unwrap().as_str(), n);
+    }
+    assert_eq!(GroupBy::parse("team"), None);
+}
