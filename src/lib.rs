@@ -27,6 +27,7 @@ pub mod limits;
 pub mod pipeline;
 pub mod pricing;
 pub mod providers;
+pub mod realtime;
 pub mod responses;
 pub mod router;
 pub mod server;

@@ -531,9 +531,11 @@ pub async fn chat(
     // 0. Limits (key, end user, group, gateway). A cache hit costs nothing, so while one is
     //    possible only the request is counted here; tokens and budgets wait for a miss.
     let payer = caller.payer(principal);
-    let scopes = state
-        .limits
-        .scopes(principal.key().map(|k| &**k), caller.user.as_deref(), &group);
+    let scopes = state.limits.scopes(
+        principal.key().map(|k| &**k),
+        caller.user.as_deref(),
+        &group,
+    );
     let estimate = limits::estimate(&needs);
     let may_hit = cache_on && state.cache.as_ref().is_some_and(|c| c.enabled());
     if !may_hit {
@@ -827,9 +829,11 @@ pub async fn embeddings(
     // Limits and budgets: nothing to wait for, everything is checked at once.
     let payer = caller.payer(principal);
     state.spend.check(&payer)?;
-    let scopes = state
-        .limits
-        .scopes(principal.key().map(|k| &**k), caller.user.as_deref(), &group);
+    let scopes = state.limits.scopes(
+        principal.key().map(|k| &**k),
+        caller.user.as_deref(),
+        &group,
+    );
     let demand = Demand {
         request: true,
         tokens: limits::estimate(&needs),

@@ -781,3 +781,24 @@ async fn identical_creates_hit_the_cache_and_other_chains_do_not() {
     assert_eq!(d.headers["x-sluice-cache"], "miss");
     assert_eq!(fake.call_count(), 4);
 }
+
+#[tokio::test]
+async fn native_calls_count_against_the_key_limits() {
+    let (fake, gw) = setup();
+    let k = call(
+        &gw,
+        MASTER,
+        Method::POST,
+        "/admin/keys",
+        Some(json!({"rpm": 1})),
+    )
+    .await;
+    assert_eq!(k.status, 201, "{}", k.text);
+    let key = k.json()["key"].as_str().unwrap().to_string();
+    let body = json!({"model": "native", "input": "once"});
+    let first = call(&gw, &key, Method::POST, "/v1/responses", Some(body.clone())).await;
+    assert_eq!(first.status, 200, "{}", first.text);
+    let second = call(&gw, &key, Method::POST, "/v1/responses", Some(body)).await;
+    assert_eq!(second.status, 429, "{}", second.text);
+    assert_eq!(fake.call_count(), 1);
+}

@@ -143,7 +143,13 @@ pub async fn chat_completions(
         pipeline::chat(&state, &principal, chat, control, &mut caller).await
     }
     .await;
-    respond(&state, model.as_deref(), started, result, caller.rate.as_ref())
+    respond(
+        &state,
+        model.as_deref(),
+        started,
+        result,
+        caller.rate.as_ref(),
+    )
 }
 
 /// `POST /v1/embeddings`.
@@ -165,5 +171,11 @@ pub async fn embeddings(
         pipeline::embeddings(&state, &principal, emb, &mut caller).await
     }
     .await;
-    respond(&state, model.as_deref(), started, result, caller.rate.as_ref())
+    respond(
+        &state,
+        model.as_deref(),
+        started,
+        result,
+        caller.rate.as_ref(),
+    )
 }

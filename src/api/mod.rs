@@ -10,6 +10,7 @@ mod health;
 mod keys;
 mod messages;
 mod models;
+mod realtime;
 mod responses;
 mod spend;
 
@@ -51,6 +52,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(
             web::resource(format!("{prefix}/responses/{{id}}/input_items"))
                 .route(web::get().to(responses::input_items))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource(format!("{prefix}/realtime"))
+                .route(web::get().to(realtime::connect))
                 .default_service(web::to(method_not_allowed)),
         )
         .service(

@@ -6,6 +6,7 @@
 mod env;
 mod limits;
 mod raw;
+mod realtime;
 mod secret;
 mod validate;
 
@@ -51,6 +52,8 @@ pub struct Config {
     pub budgets: crate::spend::BudgetsConfig,
     /// Budget alerts (`sluice.alerts`).
     pub alerts: crate::spend::AlertsConfig,
+    /// Realtime socket limits (`sluice.realtime`).
+    pub realtime: crate::realtime::RealtimeConfig,
     /// Keys the file used that Sluice does not know; reported as warnings at start-up.
     pub ignored_keys: Vec<String>,
 }

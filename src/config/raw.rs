@@ -170,6 +170,19 @@ pub struct RawSluice {
     pub budgets: RawBudgets,
     #[serde(default)]
     pub alerts: RawAlerts,
+    #[serde(default)]
+    pub realtime: RawRealtime,
+}
+
+/// `sluice.realtime`: limits of `/v1/realtime` sockets.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawRealtime {
+    /// Seconds without a frame either way before a socket is closed.
+    pub idle_timeout_seconds: Option<f64>,
+    /// Largest message either way, in bytes.
+    pub max_message_bytes: Option<usize>,
+    /// Sockets one key may hold open at once.
+    pub max_sockets_per_key: Option<usize>,
 }
 
 /// Requests and tokens per minute of one scope.

@@ -261,7 +261,9 @@ fn validate(
     );
     let budgets = super::limits::budgets(&raw.sluice.budgets, &raw.litellm_settings, issues);
     let alerts = super::limits::alerts(&raw.sluice.alerts, issues);
+    let realtime = super::realtime::realtime(&raw.sluice.realtime, issues);
     Config {
+        realtime,
         routing,
         limits,
         budgets,

@@ -486,10 +486,8 @@ impl Limiter {
     /// Current headers for a set of scopes, without counting anything.
     pub fn peek(&self, scopes: &[Scope]) -> RateHeaders {
         let now_ms = self.clock.now_ms();
-        let held: Vec<(ScopeId, Rate)> = scopes
-            .iter()
-            .map(|s| (ScopeId::from(s), s.rate))
-            .collect();
+        let held: Vec<(ScopeId, Rate)> =
+            scopes.iter().map(|s| (ScopeId::from(s), s.rate)).collect();
         let mut inner = self.inner.lock();
         for (id, _) in &held {
             inner.window(id, now_ms / 1_000);

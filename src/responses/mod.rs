@@ -165,7 +165,7 @@ pub async fn create(
         input_items: items.clone(),
     });
     if native::serves(state, &req.model) {
-        return native::create(state, principal, req, items, saver).await;
+        return native::create(state, principal, req, items, saver, caller).await;
     }
 
     let id = translate::new_id("resp");

@@ -5,18 +5,23 @@
 //! Sluice still owns the conversation: a `previous_response_id` was resolved from its store
 //! before this point and is sent as explicit `input` items, so chains work across deployments
 //! and never depend on the upstream having stored anything. Routing, retries and failover are
-//! the chat pipeline's (`with_failover`); the semantic cache is not consulted on this path.
+//! the chat pipeline's (`with_failover`), limits and budgets are admitted and settled as for
+//! chat (with the usage of the upstream's Response object); the semantic cache is not consulted
+//! on this path.
 
 use super::translate::{self, ResponsesRequest};
 use super::{ResponsesError, Saver};
 use crate::auth::Principal;
 use crate::cache::CacheOutcome;
 use crate::error::ApiError;
-use crate::pipeline::{self, Reply, ReplyBody};
+use crate::limits::{self, Demand, Ticket};
+use crate::pipeline::{self, Caller, Reply, ReplyBody};
 use crate::providers::{self, UpstreamError};
 use crate::router::Needs;
+use crate::spend::{Charge, Payer, Spend};
 use crate::state::AppState;
 use crate::stream::{event_data, SseSplitter};
+use crate::wire::Usage;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use serde_json::{json, Map, Value};
@@ -37,12 +42,15 @@ pub(super) fn serves(state: &AppState, model: &str) -> bool {
 }
 
 /// An item of a resolved chain as sent back upstream: ids that Sluice minted (or that another
-/// upstream minted) mean nothing to this upstream, so only reasoning items keep theirs (their
-/// encrypted content is tied to it).
+/// upstream minted) mean nothing to this upstream, so only reasoning items (their encrypted
+/// content is tied to the id) and item references (the id is all they are) keep theirs.
 fn resend(item: &Value) -> Value {
     let mut out = item.clone();
     if let Some(m) = out.as_object_mut() {
-        if m.get("type").and_then(Value::as_str) != Some("reasoning") {
+        if !matches!(
+            m.get("type").and_then(Value::as_str),
+            Some("reasoning" | "item_reference")
+        ) {
             m.remove("id");
         }
     }
@@ -72,6 +80,44 @@ fn patch(response: &mut Value, previous: Option<&str>) {
     }
 }
 
+/// A native call's part in limits and spend: admitted before the call, settled with the
+/// usage of the upstream's Response object (or refunded when the call fails).
+struct Account {
+    spend: Arc<Spend>,
+    payer: Payer,
+    group: String,
+    ticket: Ticket,
+    slot: Option<Ticket>,
+}
+
+impl Account {
+    /// Settles the estimate with the real usage and records the spend.
+    fn settle(mut self, usage: Usage, cost_usd: f64) {
+        let used = usage.prompt_tokens + usage.completion_tokens;
+        self.ticket.settle(used);
+        if let Some(slot) = self.slot.as_mut() {
+            slot.settle(used);
+        }
+        let charge = Charge {
+            group: &self.group,
+            usage,
+            cost_usd,
+            cache_hit: false,
+        };
+        self.spend.record(&self.payer, &charge);
+    }
+}
+
+/// Undoes an admitted request that failed, as the chat pipeline does: refused by every
+/// deployment's own limit, nothing counts; failed upstream, the request counts, no tokens.
+fn refund(ticket: &mut Ticket, e: &ApiError) {
+    if matches!(e, ApiError::RateLimited(_)) {
+        ticket.cancel();
+    } else {
+        ticket.settle(0);
+    }
+}
+
 /// Serves a native group.
 pub(super) async fn create(
     state: &AppState,
@@ -79,6 +125,7 @@ pub(super) async fn create(
     req: ResponsesRequest,
     items: Vec<Value>,
     saver: Option<Saver>,
+    caller: &mut Caller,
 ) -> Result<Reply, ResponsesError> {
     if !principal.allows_model(&req.model) {
         return Err(ApiError::ModelNotAllowed {
@@ -99,8 +146,33 @@ pub(super) async fn create(
     let body = upstream_body(&req, &items);
     let previous = req.previous_response_id.clone();
 
+    // Limits and budgets, everything at once (no cache hit can make them moot).
+    let payer = Payer {
+        key_id: principal.key_id().to_string(),
+        key: principal.key().cloned(),
+        user: caller.user.clone(),
+    };
+    state.spend.check(&payer).map_err(ApiError::from)?;
+    let scopes = state.limits.scopes(
+        principal.key().map(|k| &**k),
+        caller.user.as_deref(),
+        &route.group,
+    );
+    let demand = Demand {
+        request: true,
+        tokens: limits::estimate(&needs),
+    };
+    let mut ticket = state
+        .limits
+        .admit(&scopes, demand)
+        .map_err(ApiError::from)?;
+    if !ticket.headers().is_empty() {
+        caller.rate = Some(*ticket.headers());
+    }
+    let group = route.group.clone();
+
     if !req.is_stream() {
-        let (c, routed) = pipeline::with_failover(state, route, &needs, |t| {
+        let result = pipeline::with_failover(state, route, &needs, |t| {
             let body = &body;
             async move {
                 let started = Instant::now();
@@ -110,8 +182,16 @@ pub(super) async fn create(
                 Ok(c)
             }
         })
-        .await?;
+        .await;
+        let (c, routed) = result.inspect_err(|e| refund(&mut ticket, e))?;
         let d = Arc::clone(&routed.target.deployment);
+        let account = Account {
+            spend: Arc::clone(&state.spend),
+            payer,
+            group,
+            ticket,
+            slot: routed.slot,
+        };
         let mut response: Value = serde_json::from_slice(&c.body).map_err(|e| {
             ApiError::from(UpstreamError::Protocol {
                 deployment: providers::label(&d),
@@ -120,13 +200,15 @@ pub(super) async fn create(
         })?;
         patch(&mut response, previous.as_deref());
         let usage = translate::chat_usage(response.get("usage"));
+        let cost_usd = d.price.map(|p| p.cost(&usage));
+        account.settle(usage, cost_usd.unwrap_or(0.0));
         let out = serde_json::to_vec(&response)
             .map_err(|e| ApiError::Internal(format!("cannot encode response: {e}")))?;
         if let Some(s) = saver {
             s.save(response).await;
         }
         return Ok(Reply {
-            cost_usd: d.price.map(|p| p.cost(&usage)),
+            cost_usd,
             deployment: Some(d),
             route_reason: Some(routed.reason),
             outcome: CacheOutcome::Bypass,
@@ -136,7 +218,7 @@ pub(super) async fn create(
     }
 
     // As for chat: failover until the first byte, then the stream is the client's.
-    let ((first, rest), routed) = pipeline::with_failover(state, route, &needs, |t| {
+    let result = pipeline::with_failover(state, route, &needs, |t| {
         let body = &body;
         async move {
             let d = &t.deployment;
@@ -155,10 +237,24 @@ pub(super) async fn create(
             }
         }
     })
-    .await?;
+    .await;
+    let ((first, rest), routed) = result.inspect_err(|e| refund(&mut ticket, e))?;
+    let d = Arc::clone(&routed.target.deployment);
+    let account = Account {
+        spend: Arc::clone(&state.spend),
+        payer,
+        group,
+        ticket,
+        slot: routed.slot,
+    };
+    let price = d.price;
+    let settle: Settle = Box::new(move |response: Option<&Value>| {
+        let usage = translate::chat_usage(response.and_then(|r| r.get("usage")));
+        account.settle(usage, price.map_or(0.0, |p| p.cost(&usage)));
+    });
     let upstream = futures_util::stream::once(async move { Ok(first) }).chain(rest);
     Ok(Reply {
-        deployment: Some(Arc::clone(&routed.target.deployment)),
+        deployment: Some(d),
         route_reason: Some(routed.reason),
         cost_usd: None,
         outcome: CacheOutcome::Bypass,
@@ -167,9 +263,13 @@ pub(super) async fn create(
             Box::pin(upstream),
             previous,
             saver,
+            Some(settle),
         ))),
     })
 }
+
+/// Called once when a passed-through stream ends, with its final Response object if one came.
+type Settle = Box<dyn FnOnce(Option<&Value>)>;
 
 /// Event types that carry the final Response object.
 const FINAL_EVENTS: &[&str] = &[
@@ -185,6 +285,7 @@ fn passthrough_sse<S>(
     upstream: S,
     previous: Option<String>,
     saver: Option<Saver>,
+    settle: Option<Settle>,
 ) -> impl Stream<Item = Result<Bytes, Infallible>>
 where
     S: Stream<Item = Result<Bytes, UpstreamError>> + Unpin,
@@ -195,6 +296,7 @@ where
         queue: VecDeque<Bytes>,
         previous: Option<String>,
         saver: Option<Saver>,
+        settle: Option<Settle>,
         final_response: Option<Value>,
         next_seq: u64,
         ended: bool,
@@ -244,6 +346,7 @@ where
         queue: VecDeque::new(),
         previous,
         saver,
+        settle,
         final_response: None,
         next_seq: 0,
         ended: false,
@@ -251,6 +354,9 @@ where
     futures_util::stream::unfold(state, |mut s| async move {
         loop {
             if let Some(response) = s.final_response.take() {
+                if let Some(settle) = s.settle.take() {
+                    settle(Some(&response));
+                }
                 if let Some(saver) = s.saver.take() {
                     saver.save(response).await;
                 }
@@ -259,6 +365,10 @@ where
                 return Some((Ok(frame), s));
             }
             if s.ended {
+                // No final object (the upstream broke): the request counts, no tokens.
+                if let Some(settle) = s.settle.take() {
+                    settle(None);
+                }
                 return None;
             }
             match s.upstream.next().await {
@@ -331,6 +441,7 @@ mod tests {
             futures_util::stream::iter(pieces),
             Some("resp_prev".into()),
             None,
+            None,
         )
         .map(|r| match r {
             Ok(b) => b,
@@ -356,14 +467,23 @@ mod tests {
                 detail: "reset".into(),
             }),
         ];
-        let frames: Vec<Bytes> = passthrough_sse(futures_util::stream::iter(broken), None, None)
-            .map(|r| match r {
-                Ok(b) => b,
-                Err(e) => match e {},
-            })
-            .collect()
-            .await;
+        let settled = std::rc::Rc::new(std::cell::Cell::new(None));
+        let seen = std::rc::Rc::clone(&settled);
+        let settle: Settle = Box::new(move |r| seen.set(Some(r.is_some())));
+        let frames: Vec<Bytes> =
+            passthrough_sse(futures_util::stream::iter(broken), None, None, Some(settle))
+                .map(|r| match r {
+                    Ok(b) => b,
+                    Err(e) => match e {},
+                })
+                .collect()
+                .await;
         let err: Value = serde_json::from_str(&event_data(&frames[1]).unwrap()).unwrap();
+        assert_eq!(
+            settled.get(),
+            Some(false),
+            "settled without a final response"
+        );
         assert_eq!(err["type"], "error");
         assert_eq!(err["sequence_number"], 1);
     }

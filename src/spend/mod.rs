@@ -47,6 +47,9 @@ pub const BUDGET_EXCEEDED_TOTAL: &str = "sluice_budget_exceeded_total";
 /// How often unwritten spend reaches the store (what a crash of the process can lose).
 pub const FLUSH_EVERY: Duration = Duration::from_millis(500);
 
+/// Budget windows kept in memory before written ones are dropped (they reload on demand).
+const MAX_WINDOWS_IN_MEMORY: usize = 100_000;
+
 /// Key prefix of rollup rows: `r\0DAY\0DIMENSION\0ID`.
 const ROLLUP: &[u8] = b"r\0";
 /// Key prefix of budget windows: `b\0SCOPE\0START\0ID`.
@@ -586,13 +589,17 @@ impl Spend {
     pub fn flush(&self) -> Result<(), SpendError> {
         let _only_one = self.flushing.lock();
         let deltas = std::mem::take(&mut *self.pending.lock());
-        let windows: Vec<(Vec<u8>, BudgetWindow)> = {
+        let windows: Vec<(BudgetId, BudgetWindow)> = {
             let mut map = self.windows.lock();
+            if map.len() > MAX_WINDOWS_IN_MEMORY {
+                // Every end user with a budget has a window: keep memory bounded.
+                map.retain(|_, w| w.dirty);
+            }
             map.iter_mut()
                 .filter(|(_, w)| w.dirty)
                 .map(|(id, w)| {
                     w.dirty = false;
-                    (budget_key(id, w.start), *w)
+                    (id.clone(), *w)
                 })
                 .collect()
         };
@@ -611,7 +618,8 @@ impl Spend {
                 pending.entry(key).or_default().add(&delta);
             }
         }
-        for (key, w) in windows {
+        for (id, w) in windows {
+            let key = budget_key(&id, w.start);
             let written = serde_json::to_vec(&w)
                 .map_err(|e| SpendError::Corrupt {
                     key: printable(&key),
@@ -620,7 +628,14 @@ impl Spend {
                 .and_then(|v| Ok(self.store.put(Cf::Spend, &key, &v)?));
             if let Err(e) = written {
                 // The in-memory window stays authoritative; mark it for the next flush.
-                tracing::warn!(error = %e, "cannot write a budget window");
+                if let Some(m) = self
+                    .windows
+                    .lock()
+                    .get_mut(&id)
+                    .filter(|m| m.start == w.start)
+                {
+                    m.dirty = true;
+                }
                 result = Err(e);
             }
         }

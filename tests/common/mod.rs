@@ -5,6 +5,7 @@
 pub mod fake_anthropic;
 pub mod fake_gemini;
 pub mod fake_openai;
+pub mod fake_realtime;
 pub mod fake_server;
 
 use std::io::{BufRead, BufReader};
