@@ -41,6 +41,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(
             web::resource(format!("{prefix}/responses"))
                 .route(web::post().to(responses::create))
+                .route(web::get().to(responses::connect))
                 .default_service(web::to(method_not_allowed)),
         )
         .service(

@@ -36,7 +36,7 @@ pub async fn connect(
 }
 
 /// The HTTP answer to a refused handshake.
-fn refuse(e: &AdmitError) -> HttpResponse {
+pub(super) fn refuse(e: &AdmitError) -> HttpResponse {
     match e {
         AdmitError::Api(api) => api.error_response(),
         AdmitError::TooManySockets { .. } => HttpResponse::build(StatusCode::TOO_MANY_REQUESTS)

@@ -8,6 +8,7 @@ use crate::cache;
 use crate::error::ApiError;
 use crate::limits;
 use crate::pipeline::Caller;
+use crate::realtime;
 use crate::responses::{self, ListQuery, ResponsesError, ResponsesRequest};
 use crate::state::AppState;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
@@ -38,6 +39,61 @@ pub async fn create(
         Err(ResponsesError::Api(e)) => respond(&state, model.as_deref(), started, Err(e), rate),
         Err(e) => e.error_response(),
     }
+}
+
+/// `GET /v1/responses` with `Upgrade: websocket`: the WebSocket mode. Auth and the per-key
+/// socket count are checked before the upgrade (plain HTTP errors); a GET without an upgrade is
+/// 405 as before.
+pub async fn connect(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    payload: web::Payload,
+) -> HttpResponse {
+    let upgrade = req
+        .headers()
+        .get(actix_web::http::header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().contains("websocket"));
+    if !upgrade {
+        return ApiError::MethodNotAllowed {
+            method: req.method().to_string(),
+            path: req.path().to_string(),
+        }
+        .error_response();
+    }
+    let principal = match authenticate(&state, req.headers()) {
+        Ok(p) => p,
+        Err(e) => return e.error_response(),
+    };
+    let max = state.config.realtime.max_sockets_per_key;
+    let Some(slot) = realtime::open_sockets(principal.key_id(), max) else {
+        return super::realtime::refuse(&realtime::AdmitError::TooManySockets {
+            who: format!("key '{}'", principal.key_id()),
+            max,
+        });
+    };
+    let (response, session, stream) = match actix_ws::handle(&req, payload) {
+        Ok(parts) => parts,
+        Err(e) => {
+            return ApiError::InvalidRequest {
+                message: format!("this endpoint needs a WebSocket upgrade: {e}"),
+                param: None,
+            }
+            .error_response()
+        }
+    };
+    let conn = responses::ws::Connection {
+        principal,
+        headers: req.headers().clone(),
+        slot,
+    };
+    actix_web::rt::spawn(responses::ws::run(
+        state.into_inner(),
+        conn,
+        session,
+        stream,
+    ));
+    response
 }
 
 /// `GET /v1/responses/{id}`.

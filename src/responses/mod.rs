@@ -18,6 +18,7 @@ pub mod events;
 mod native;
 pub mod store;
 pub mod translate;
+pub mod ws;
 
 pub use events::{responses_sse, EventEncoder};
 pub use store::{ListQuery, Owner, ResponseStore, StoredResponse};
