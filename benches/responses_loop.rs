@@ -1,0 +1,217 @@
+//! Responses API: per-turn latency of a 20-turn conversation chained with
+//! `previous_response_id`, over one WebSocket vs 20 HTTP requests, and the added latency of the
+//! Responses translation (`/v1/responses` vs `/v1/chat/completions` to the same fast upstream).
+//! Starts the release `sluice` and `sluice-mock-upstream` binaries itself.
+//! `cargo bench --bench responses_loop` (env `SLUICE_BENCH_ROUNDS`, default 20 conversations).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+const KEY: &str = "sk-bench-responses";
+const TURNS: usize = 20;
+
+/// Starts a binary and returns it with the http:// address it announces on stdout.
+fn start(cmd: &mut Command, pattern: &str) -> (Child, String) {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = BufReader::new(child.stdout.take().unwrap());
+    for line in out.lines() {
+        let line = line.unwrap();
+        if let Some(addr) = line.strip_prefix(pattern) {
+            return (child, addr.trim().to_string());
+        }
+    }
+    panic!("{pattern} never printed");
+}
+
+fn pct(mut v: Vec<Duration>, p: f64) -> f64 {
+    v.sort();
+    v[((v.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1e3
+}
+
+async fn http_conversation(client: &reqwest::Client, base: &str) -> Vec<Duration> {
+    let mut prev: Option<String> = None;
+    let mut out = Vec::with_capacity(TURNS);
+    for turn in 0..TURNS {
+        let mut body = json!({"model": "bench", "input": format!("turn {turn}: go on")});
+        if let Some(p) = &prev {
+            body["previous_response_id"] = json!(p);
+        }
+        let t = Instant::now();
+        let r: Value = client
+            .post(format!("{base}/v1/responses"))
+            .bearer_auth(KEY)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        out.push(t.elapsed());
+        prev = Some(r["id"].as_str().expect("response id").to_string());
+    }
+    out
+}
+
+async fn ws_conversation(base: &str) -> Vec<Duration> {
+    let url = format!("{}/v1/responses", base.replace("http://", "ws://"));
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {KEY}").parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    let mut prev: Option<String> = None;
+    let mut out = Vec::with_capacity(TURNS);
+    for turn in 0..TURNS {
+        let mut body = json!({"type": "response.create", "model": "bench", "input": format!("turn {turn}: go on")});
+        if let Some(p) = &prev {
+            body["previous_response_id"] = json!(p);
+        }
+        let t = Instant::now();
+        ws.send(Message::text(body.to_string())).await.unwrap();
+        loop {
+            let Message::Text(text) = ws.next().await.unwrap().unwrap() else {
+                continue;
+            };
+            let ev: Value = serde_json::from_str(&text).unwrap();
+            match ev["type"].as_str() {
+                Some("response.completed") => {
+                    prev = Some(ev["response"]["id"].as_str().unwrap().to_string());
+                    break;
+                }
+                Some("error") | Some("response.failed") => panic!("{ev}"),
+                _ => {}
+            }
+        }
+        out.push(t.elapsed());
+    }
+    out
+}
+
+async fn single(client: &reqwest::Client, url: &str, body: &Value, n: usize) -> Vec<Duration> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        let r = client
+            .post(url)
+            .bearer_auth(KEY)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+        r.bytes().await.unwrap();
+        out.push(t.elapsed());
+    }
+    out
+}
+
+fn main() {
+    let rounds: usize = std::env::var("SLUICE_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let dir = tempfile::tempdir().unwrap();
+    let (mut mock, mock_url) = start(
+        Command::new(env!("CARGO_BIN_EXE_sluice-mock-upstream")).args(["--listen", "127.0.0.1:0"]),
+        "mock upstream listening on ",
+    );
+    let cfg = dir.path().join("c.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "model_list:\n  - model_name: bench\n    litellm_params: {{model: openai/bench, api_base: {mock_url}/v1, api_key: dummy}}\ngeneral_settings: {{master_key: {KEY}}}\nsluice: {{data_dir: {}, log_level: warn, cache: {{enabled: false}}}}\n",
+            dir.path().join("state").display()
+        ),
+    )
+    .unwrap();
+    let (mut gw, base) = start(
+        Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(&cfg)
+            .env_remove("SLUICE_MASTER_KEY")
+            .env_remove("RUST_LOG"),
+        "sluice listening on ",
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = reqwest::Client::new();
+        // Warm-up.
+        http_conversation(&client, &base).await;
+        ws_conversation(&base).await;
+        let (mut http, mut ws) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            http.extend(http_conversation(&client, &base).await);
+            ws.extend(ws_conversation(&base).await);
+        }
+        println!("| {TURNS}-turn chain, per turn | p50 ms | p99 ms | turns |");
+        println!("|---|---|---|---|");
+        println!(
+            "| HTTP POST /v1/responses | {:.3} | {:.3} | {} |",
+            pct(http.clone(), 0.5),
+            pct(http.clone(), 0.99),
+            http.len()
+        );
+        println!(
+            "| WebSocket response.create | {:.3} | {:.3} | {} |",
+            pct(ws.clone(), 0.5),
+            pct(ws.clone(), 0.99),
+            ws.len()
+        );
+        let n = rounds * TURNS;
+        let chat = single(
+            &client,
+            &format!("{base}/v1/chat/completions"),
+            &json!({"model": "bench", "messages": [{"role": "user", "content": "hi"}]}),
+            n,
+        )
+        .await;
+        let resp = single(
+            &client,
+            &format!("{base}/v1/responses"),
+            &json!({"model": "bench", "input": "hi", "store": false}),
+            n,
+        )
+        .await;
+        let resp_stored = single(
+            &client,
+            &format!("{base}/v1/responses"),
+            &json!({"model": "bench", "input": "hi"}),
+            n,
+        )
+        .await;
+        println!();
+        println!("| single request (same upstream) | p50 ms | p99 ms |");
+        println!("|---|---|---|");
+        println!(
+            "| POST /v1/chat/completions | {:.3} | {:.3} |",
+            pct(chat.clone(), 0.5),
+            pct(chat, 0.99)
+        );
+        println!(
+            "| POST /v1/responses, store: false | {:.3} | {:.3} |",
+            pct(resp.clone(), 0.5),
+            pct(resp, 0.99)
+        );
+        println!(
+            "| POST /v1/responses, store: true | {:.3} | {:.3} |",
+            pct(resp_stored.clone(), 0.5),
+            pct(resp_stored, 0.99)
+        );
+    });
+    let _ = gw.kill();
+    let _ = mock.kill();
+}
