@@ -31,6 +31,8 @@ fn start(cmd: &mut Command, pattern: &str) -> (Child, String) {
             return (child, addr.trim().to_string());
         }
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("{pattern} never printed");
 }
 
@@ -212,6 +214,8 @@ fn main() {
             pct(resp_stored, 0.99)
         );
     });
-    let _ = gw.kill();
-    let _ = mock.kill();
+    for c in [&mut gw, &mut mock] {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
 }
