@@ -316,3 +316,30 @@ def test_chain_reaches_a_chat_only_upstream_as_full_history(tools_client: openai
     third = tools_client.responses.create(model="fake-tool", input="Three.", previous_response_id=second.id)
     assert third.output_text == "You said: Three. [5 messages]"
     assert tools_client.responses.retrieve(third.id).previous_response_id == second.id
+
+
+def test_websocket_mode_two_turns_on_one_socket(client: openai.OpenAI) -> None:
+    """`client.responses.connect()` (the SDK's WebSocket mode) against Sluice, unchanged."""
+    finals = []
+    with client.responses.connect() as conn:
+        previous = None
+        for prompt in ["My favourite colour is green.", "What is my favourite colour?"]:
+            extra = {"previous_response_id": previous} if previous else {}
+            conn.response.create(model="mock", input=prompt, **extra)
+            deltas: list[str] = []
+            for event in conn:
+                if event.type == "response.output_text.delta":
+                    deltas.append(event.delta)
+                elif event.type == "error":
+                    raise AssertionError(f"error event: {event}")
+                elif event.type == "response.completed":
+                    assert "".join(deltas) == event.response.output_text
+                    finals.append(event.response)
+                    previous = event.response.id
+                    break
+    assert len(finals) == 2
+    assert finals[1].previous_response_id == finals[0].id
+    assert finals[1].output_text.endswith(MOCK_PREFIX + "What is my favourite colour?")
+    # The second turn saw the first one: its stored input holds the whole chain.
+    items = client.responses.input_items.list(finals[1].id, order="asc")
+    assert items.data[0].content[0].text == "My favourite colour is green."
