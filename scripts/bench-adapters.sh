@@ -18,14 +18,14 @@ command -v wrk >/dev/null || die "wrk not found"
 cargo build --release --bins
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
 rm -rf "$OUT" && mkdir -p "$OUT"
-PIDS=()
-trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
+# start runs inside $(...), a subshell: pids go to files so the EXIT trap can find them.
+trap 'for f in "$OUT"/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null; done; true' EXIT
 
 # start NAME PATTERN CMD...: prints the http:// address the process announces on stdout.
 start() {
     local name="$1" pattern="$2"; shift 2
     "$@" >"$OUT/$name.stdout" 2>"$OUT/$name.stderr" </dev/null &
-    PIDS+=($!)
+    echo $! >"$OUT/$name.pid"
     for _ in $(seq 1 300); do
         addr="$(sed -n "s|^$pattern \(http://[0-9.:]*\).*|\1|p" "$OUT/$name.stdout" | head -n 1)"
         [ -n "$addr" ] && { echo "$addr"; return; }
