@@ -183,6 +183,12 @@ fn serve(config: Config) -> anyhow::Result<()> {
                 Err(e) => tracing::warn!(error = %e, "index snapshot at shutdown failed"),
             }
         }
+        // Other clones of the state (signal task, workers) may outlive this point, so the
+        // flusher's final flush on drop is not enough: write pending spend now.
+        match running.state.spend.flush() {
+            Ok(()) => tracing::debug!("spend flushed"),
+            Err(e) => tracing::warn!(error = %e, "spend flush at shutdown failed"),
+        }
         tracing::info!("stopped");
         Ok(())
     })
