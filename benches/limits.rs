@@ -143,6 +143,7 @@ fn bench(c: &mut Criterion) {
                 duration_secs: Some(86_400),
             }),
             users: BTreeMap::new(),
+            count_cache_hits: false,
         },
         AlertsConfig::default(),
         &[],

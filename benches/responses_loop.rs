@@ -1,6 +1,7 @@
-//! Responses API: per-turn latency of a 20-turn conversation chained with
-//! `previous_response_id`, over one WebSocket vs 20 HTTP requests, and the added latency of the
-//! Responses translation (`/v1/responses` vs `/v1/chat/completions` to the same fast upstream).
+//! Responses API: per-turn latency of a 20-turn tool-call loop (each turn returns the previous
+//! call's `function_call_output`, chained with `previous_response_id`, and gets the next call),
+//! over one WebSocket vs 20 streamed HTTP requests, and the added latency of the Responses
+//! translation (`/v1/responses` vs `/v1/chat/completions` to the same fast upstream).
 //! Starts the release `sluice` and `sluice-mock-upstream` binaries itself.
 //! `cargo bench --bench responses_loop` (env `SLUICE_BENCH_ROUNDS`, default 20 conversations).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -41,27 +42,68 @@ fn pct(mut v: Vec<Duration>, p: f64) -> f64 {
     v[((v.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1e3
 }
 
+/// The function tool every turn offers; the benchmark upstream always calls it.
+fn tools() -> Value {
+    json!([{"type": "function", "name": "step", "description": "Runs one step.",
+            "parameters": {"type": "object", "properties": {"step": {"type": "integer"}}}}])
+}
+
+/// Turn `turn` of a tool-call loop: the first asks, each later one returns the previous call's
+/// result (`function_call_output`) chained with `previous_response_id`.
+fn turn_body(turn: usize, prev: Option<&(String, String)>) -> Value {
+    let mut body = json!({"model": "bench", "tools": tools(), "stream": true});
+    match prev {
+        None => body["input"] = json!(format!("turn {turn}: run the steps")),
+        Some((id, call_id)) => {
+            body["previous_response_id"] = json!(id);
+            body["input"] = json!([{"type": "function_call_output", "call_id": call_id,
+                                    "output": format!("{{\"done\":{turn}}}")}]);
+        }
+    }
+    body
+}
+
+/// Reads a finished response: its id and the call id of the tool call it made.
+fn next_turn(response: &Value) -> (String, String) {
+    let call_id = response["output"]
+        .as_array()
+        .and_then(|o| o.iter().find(|i| i["type"] == "function_call"))
+        .and_then(|i| i["call_id"].as_str())
+        .expect("a function_call item");
+    (
+        response["id"].as_str().expect("response id").to_string(),
+        call_id.to_string(),
+    )
+}
+
+/// The `response.completed` object of a Responses SSE body.
+fn completed(sse: &str) -> Value {
+    sse.lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .find(|e| e["type"] == "response.completed")
+        .map(|e| e["response"].clone())
+        .unwrap_or_else(|| panic!("no response.completed in {sse}"))
+}
+
 async fn http_conversation(client: &reqwest::Client, base: &str) -> Vec<Duration> {
-    let mut prev: Option<String> = None;
+    let mut prev: Option<(String, String)> = None;
     let mut out = Vec::with_capacity(TURNS);
     for turn in 0..TURNS {
-        let mut body = json!({"model": "bench", "input": format!("turn {turn}: go on")});
-        if let Some(p) = &prev {
-            body["previous_response_id"] = json!(p);
-        }
+        let body = turn_body(turn, prev.as_ref());
         let t = Instant::now();
-        let r: Value = client
+        let text = client
             .post(format!("{base}/v1/responses"))
             .bearer_auth(KEY)
             .json(&body)
             .send()
             .await
             .unwrap()
-            .json()
+            .text()
             .await
             .unwrap();
         out.push(t.elapsed());
-        prev = Some(r["id"].as_str().expect("response id").to_string());
+        prev = Some(next_turn(&completed(&text)));
     }
     out
 }
@@ -72,12 +114,13 @@ async fn ws_conversation(base: &str) -> Vec<Duration> {
     req.headers_mut()
         .insert("authorization", format!("Bearer {KEY}").parse().unwrap());
     let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
-    let mut prev: Option<String> = None;
+    let mut prev: Option<(String, String)> = None;
     let mut out = Vec::with_capacity(TURNS);
     for turn in 0..TURNS {
-        let mut body = json!({"type": "response.create", "model": "bench", "input": format!("turn {turn}: go on")});
-        if let Some(p) = &prev {
-            body["previous_response_id"] = json!(p);
+        let mut body = turn_body(turn, prev.as_ref());
+        body["type"] = json!("response.create");
+        if let Some(m) = body.as_object_mut() {
+            m.remove("stream"); // WebSocket mode: the create body minus `stream`
         }
         let t = Instant::now();
         ws.send(Message::text(body.to_string())).await.unwrap();
@@ -88,7 +131,7 @@ async fn ws_conversation(base: &str) -> Vec<Duration> {
             let ev: Value = serde_json::from_str(&text).unwrap();
             match ev["type"].as_str() {
                 Some("response.completed") => {
-                    prev = Some(ev["response"]["id"].as_str().unwrap().to_string());
+                    prev = Some(next_turn(&ev["response"]));
                     break;
                 }
                 Some("error") | Some("response.failed") => panic!("{ev}"),
@@ -159,10 +202,10 @@ fn main() {
             http.extend(http_conversation(&client, &base).await);
             ws.extend(ws_conversation(&base).await);
         }
-        println!("| {TURNS}-turn chain, per turn | p50 ms | p99 ms | turns |");
+        println!("| {TURNS}-turn tool-call loop, per turn | p50 ms | p99 ms | turns |");
         println!("|---|---|---|---|");
         println!(
-            "| HTTP POST /v1/responses | {:.3} | {:.3} | {} |",
+            "| HTTP POST /v1/responses (stream: true) | {:.3} | {:.3} | {} |",
             pct(http.clone(), 0.5),
             pct(http.clone(), 0.99),
             http.len()

@@ -61,6 +61,9 @@ pub enum ApiError {
         /// What was asked.
         model: String,
     },
+    /// The PII policy refused the request (or its answer): kinds only, never values.
+    #[error("{0}")]
+    PiiDetected(crate::pii::PiiBlocked),
     /// The model group exists but cannot serve this endpoint.
     #[error("the model '{model}' does not support {endpoint}")]
     UnsupportedForModel {
@@ -123,6 +126,12 @@ pub enum ApiError {
 impl From<Box<crate::limits::Refusal>> for ApiError {
     fn from(r: Box<crate::limits::Refusal>) -> Self {
         ApiError::RateLimited(r)
+    }
+}
+
+impl From<crate::pii::PiiBlocked> for ApiError {
+    fn from(b: crate::pii::PiiBlocked) -> Self {
+        ApiError::PiiDetected(b)
     }
 }
 
@@ -213,6 +222,12 @@ impl ApiError {
                 "invalid_request_error",
                 Some("model".into()),
                 Some("model_not_allowed".into()),
+            ),
+            PiiDetected(b) => (
+                StatusCode::BAD_REQUEST,
+                "pii_detected",
+                (b.direction == "prompt").then(|| "messages".into()),
+                Some("pii_detected".into()),
             ),
             UnsupportedForModel { .. } => (
                 StatusCode::BAD_REQUEST,

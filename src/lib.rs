@@ -13,9 +13,11 @@
 //!        -> providers (wire formats, HTTP clients)
 //!        -> stream (SSE tee + accumulator)
 //!        -> limits (settle tokens with real usage), spend (record cost, alerts)
-//!   telemetry (metrics, logs) around all of it; config and error at the edges.
+//!   telemetry (metrics, logs) and audit (hash-chained record of requests and admin actions)
+//!   around all of it; config and error at the edges.
 //! ```
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod cache;
 pub mod config;
@@ -24,6 +26,7 @@ pub mod error;
 pub mod index;
 pub mod keys;
 pub mod limits;
+pub mod pii;
 pub mod pipeline;
 pub mod pricing;
 pub mod providers;

@@ -58,6 +58,8 @@ enum Command {
     },
     /// Manage virtual keys: create, list, revoke, rotate (0 ok, 1 error, 2 bad usage).
     Keys(Box<sluice::keys::cli::KeysArgs>),
+    /// Check or export the audit log of a stopped gateway (0 ok, 1 chain broken, 2 error).
+    Audit(Box<sluice::audit::cli::AuditArgs>),
     /// Validate a config file and exit (0 valid, 2 invalid).
     CheckConfig {
         /// The file to check.
@@ -111,6 +113,9 @@ fn main() -> ExitCode {
         Command::Keys(args) => {
             ExitCode::from(sluice::keys::cli::run(*args, &mut std::io::stdout()))
         }
+        Command::Audit(args) => {
+            ExitCode::from(sluice::audit::cli::run(*args, &mut std::io::stdout()))
+        }
         Command::CheckConfig { file } => match Config::load(&file) {
             Ok(c) => {
                 for k in &c.ignored_keys {
@@ -158,10 +163,15 @@ fn serve(config: Config) -> anyhow::Result<()> {
     }
     actix_web::rt::System::new().block_on(async move {
         let running = sluice::server::start(config)?;
+        // The admin line comes first: scripts and tests take the main line as "all bound".
+        for addr in &running.admin_addrs {
+            tracing::info!(%addr, "admin listening");
+            println!("sluice admin listening on {}://{addr}", running.scheme);
+        }
         for addr in &running.addrs {
             tracing::info!(%addr, "listening");
             // A stable line on stdout that scripts and tests wait for.
-            println!("sluice listening on http://{addr}");
+            println!("sluice listening on {}://{addr}", running.scheme);
         }
         let handle = running.server.handle();
         actix_web::rt::spawn(sluice::server::shutdown_on_signal(

@@ -54,19 +54,48 @@ pub struct Caller {
     pub user: Option<String>,
     /// Rate-limit state of the tightest scope, once admitted.
     pub rate: Option<RateHeaders>,
+    /// PII kinds the guard found in the prompt (for the audit record; never values).
+    pub pii_kinds: Vec<String>,
+    /// Key id and alias of the caller, once authenticated (for the audit record).
+    pub key: Option<(String, Option<String>)>,
+    /// Token usage once known: set by the pipeline (at the end of a stream, from its task), read
+    /// when the audit record is written.
+    pub usage: Arc<parking_lot::Mutex<Option<Usage>>>,
 }
 
 impl Caller {
     /// A caller with an end user.
     pub fn new(user: Option<String>) -> Self {
-        Self { user, rate: None }
+        Self {
+            user,
+            ..Self::default()
+        }
     }
 
-    fn payer(&self, principal: &Principal) -> Payer {
+    /// Notes who is calling, for the audit record.
+    pub fn identify(&mut self, principal: &Principal) {
+        self.key = Some((
+            principal.key_id().to_string(),
+            principal.key().and_then(|k| k.alias.clone()),
+        ));
+    }
+
+    /// Records the usage of the answer (tokens served or paid for).
+    pub fn set_usage(&self, usage: Usage) {
+        *self.usage.lock() = Some(usage);
+    }
+
+    /// Who pays: the key, and the end user the request names, else the user the key belongs
+    /// to (its `user_id`), so spend and user budgets follow the key's owner.
+    pub fn payer(&self, principal: &Principal) -> Payer {
+        let user = self
+            .user
+            .clone()
+            .or_else(|| principal.key().and_then(|k| k.user_id.clone()));
         Payer {
             key_id: principal.key_id().to_string(),
             key: principal.key().cloned(),
-            user: self.user.clone(),
+            user,
         }
     }
 
@@ -264,9 +293,14 @@ where
                         s.settle(0); // the attempt counts as a request; its tokens were not used
                     }
                     record_upstream_error(d, &e);
-                    record_failure(state, &t);
-                    attempts.push(format!("{} ({})", d.id, e.kind().as_str()));
                     class = FailureClass::of(&e);
+                    // A request the upstream rejected as wrong (bad parameter, too long,
+                    // refused content) says nothing about the deployment's health: it must not
+                    // raise its error rate or cool it down for everyone else.
+                    if class.blames_deployment() {
+                        record_failure(state, &t);
+                    }
+                    attempts.push(format!("{} ({})", d.id, e.kind().as_str()));
                     again[i] = FailureClass::retry_same(&e);
                     let hint = e.retry_after().and_then(parse_retry_after);
                     if hint.is_some_and(|h| h > cfg.backoff_max) {
@@ -330,15 +364,23 @@ fn record_failure(state: &AppState, t: &Target) {
         cfg.cooldown,
         cfg.cooldown,
     ) {
-        tracing::warn!(deployment = %t.deployment.id, cooldown_s = cfg.cooldown.as_secs_f64(), "deployment cooling down after repeated failures");
-        metrics::gauge!(t::DEPLOYMENT_COOLDOWN, "deployment" => t.deployment.id.clone()).set(1.0);
-        let id = t.deployment.id.clone();
-        let cooldown = cfg.cooldown;
-        tokio::spawn(async move {
-            tokio::time::sleep(cooldown).await;
-            metrics::gauge!(t::DEPLOYMENT_COOLDOWN, "deployment" => id).set(0.0);
-        });
+        note_cooldown(&t.deployment.id, cfg.cooldown);
     }
+}
+
+/// Logs a cooldown that just started and holds the cooldown gauge at 1 while it lasts.
+fn note_cooldown(deployment: &str, cooldown: Duration) {
+    tracing::warn!(
+        deployment,
+        cooldown_s = cooldown.as_secs_f64(),
+        "deployment cooling down after repeated failures"
+    );
+    metrics::gauge!(t::DEPLOYMENT_COOLDOWN, "deployment" => deployment.to_string()).set(1.0);
+    let id = deployment.to_string();
+    tokio::spawn(async move {
+        tokio::time::sleep(cooldown).await;
+        metrics::gauge!(t::DEPLOYMENT_COOLDOWN, "deployment" => id).set(0.0);
+    });
 }
 
 /// `Retry-After` / `retry-after-ms` as a duration (HTTP dates are not worth waiting for).
@@ -385,37 +427,161 @@ fn record_lookup(outcome: CacheOutcome) {
     metrics::counter!(t::CACHE_LOOKUPS_TOTAL, "outcome" => outcome.as_str()).increment(1);
 }
 
-/// The cache's part of one request.
-struct CacheCtx {
+/// What the cache said before any upstream call.
+enum Consulted {
+    /// Serve this.
+    Hit(Hit),
+    /// Go upstream; the context (when the cache applies) writes the answer back.
+    Miss(Option<CacheCtx>, CacheOutcome),
+}
+
+/// Looks `req` up in the cache as `principal` may (its namespace and cache policy, the
+/// request's controls). Never fails: a broken lookup is a miss with a warning.
+async fn consult(
+    state: &AppState,
+    principal: &Principal,
+    group: &str,
+    req: &ChatRequest,
+    control: CacheControl,
+) -> Consulted {
+    let policy = principal.cache_policy();
+    let cache_on = !matches!(policy, KeyCachePolicy::Off);
+    let Some(engine) = state.cache.as_ref().filter(|c| cache_on && c.enabled()) else {
+        return Consulted::Miss(None, CacheOutcome::Bypass);
+    };
+    // A virtual key's namespace is pinned; only the master key may pick one per request.
+    let namespace = control
+        .namespace
+        .clone()
+        .filter(|_| principal.may_choose_namespace())
+        .unwrap_or_else(|| principal.namespace().to_string());
+    let keys = cache::keys(&namespace, group, req);
+    let mut embedding = None;
+    let mut outcome = CacheOutcome::Bypass;
+    if !control.no_cache {
+        let key_threshold = match policy {
+            KeyCachePolicy::Threshold { threshold } => Some(threshold),
+            KeyCachePolicy::Default | KeyCachePolicy::Off => None,
+        };
+        let threshold = control
+            .threshold
+            .or(key_threshold)
+            .unwrap_or_else(|| engine.threshold(&namespace, group));
+        match engine.lookup(group, &keys, threshold).await {
+            Ok(found) => {
+                if let Some(hit) = found.hit {
+                    return Consulted::Hit(hit);
+                }
+                embedding = found.embedding;
+                outcome = CacheOutcome::Miss;
+            }
+            Err(e) => tracing::warn!(error = %e, "cache lookup failed; going upstream"),
+        }
+    }
+    record_lookup(outcome);
+    Consulted::Miss(
+        Some(CacheCtx {
+            engine: Arc::clone(engine),
+            namespace,
+            keys,
+            embedding,
+            control,
+            outcome,
+        }),
+        outcome,
+    )
+}
+
+/// The cache's part of a request whose upstream call is not a chat completion (the native
+/// Responses passthrough): the lookup and a hit's accounting exactly as for chat. `Ok(Ok)` is a
+/// hit, served without an upstream call; `Ok(Err)` a miss, with the writer for its answer (none
+/// when the cache does not apply); the caller admits and accounts the upstream call itself.
+pub async fn cache_first(
+    state: &AppState,
+    principal: &Principal,
+    group: &str,
+    req: &ChatRequest,
+    control: CacheControl,
+    caller: &mut Caller,
+) -> Result<Result<Reply, Option<CacheCtx>>, ApiError> {
+    let may_hit = !matches!(principal.cache_policy(), KeyCachePolicy::Off)
+        && state.cache.as_ref().is_some_and(|c| c.enabled())
+        && !control.no_cache;
+    if !may_hit {
+        return Ok(Err(
+            match consult(state, principal, group, req, control).await {
+                Consulted::Miss(ctx, _) => ctx,
+                Consulted::Hit(_) => None, // no lookup was made: unreachable
+            },
+        ));
+    }
+    // Only the request counts while a hit is possible, as for chat; a miss hands the count back
+    // so the caller's own admission counts it once.
+    let payer = caller.payer(principal);
+    let scopes = state
+        .limits
+        .scopes(principal.key().map(|k| &**k), caller.user.as_deref(), group);
+    let demand = Demand {
+        request: true,
+        tokens: 0,
+    };
+    let mut ticket = state.limits.admit(&scopes, demand)?;
+    match consult(state, principal, group, req, control).await {
+        Consulted::Hit(hit) => {
+            caller.note(ticket.headers());
+            account_hit(state, &payer, group, hit.usage, ticket);
+            Ok(Ok(hit_reply(hit, req)))
+        }
+        Consulted::Miss(ctx, _) => {
+            ticket.cancel();
+            Ok(Err(ctx))
+        }
+    }
+}
+
+/// The cache's part of one request: where and under which keys its answer is written back.
+pub struct CacheCtx {
     engine: Arc<CacheEngine>,
     namespace: String,
     keys: CacheKeys,
     embedding: Option<Vec<f32>>,
     control: CacheControl,
+    outcome: CacheOutcome,
 }
 
 impl CacheCtx {
-    /// Stores an answer in the background (streams finish after the response has started).
-    fn store_later(self, group: String, completion: Value, usage: Usage) {
-        tokio::spawn(async move {
-            let r = self
-                .engine
-                .store_answer(
-                    &self.namespace,
-                    &group,
-                    self.keys,
-                    self.embedding,
-                    Answer {
-                        completion: &completion,
-                        usage,
-                        ttl: self.control.ttl,
-                    },
-                )
-                .await;
-            if let Err(e) = r {
-                tracing::warn!(error = %e, "cache write-back failed");
-            }
-        });
+    /// What the lookup found: `miss`, or `bypass` when the request skipped it.
+    pub fn outcome(&self) -> CacheOutcome {
+        self.outcome
+    }
+
+    /// Stores an answer in the background (streams finish after the response has started),
+    /// unless the request said `no-store`.
+    pub fn store_later(self, group: String, completion: Value, usage: Usage) {
+        if self.control.no_store {
+            return;
+        }
+        tokio::spawn(async move { self.store(&group, &completion, usage).await });
+    }
+
+    /// Stores an answer now, unless the request said `no-store`. Best effort: the answer is
+    /// already paid for, so a failed write is logged and the client still gets it.
+    pub async fn store(self, group: &str, completion: &Value, usage: Usage) {
+        if self.control.no_store {
+            return;
+        }
+        let answer = Answer {
+            completion,
+            usage,
+            ttl: self.control.ttl,
+        };
+        let r = self
+            .engine
+            .store_answer(&self.namespace, group, self.keys, self.embedding, answer)
+            .await;
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "cache write-back failed");
+        }
     }
 }
 
@@ -461,17 +627,30 @@ fn refine_estimate(needs: &mut Needs, req: &ChatRequest, route: &Route) {
     }
 }
 
+/// What a request is expected to cost at the first candidate's price: the estimated prompt plus
+/// `max_tokens` of output when the request sets it (0 without a price).
+pub fn expected_cost(route: &Route, needs: &Needs) -> f64 {
+    route
+        .candidates
+        .first()
+        .and_then(|t| t.deployment.price)
+        .map_or(0.0, |p| {
+            p.expected(needs.prompt_tokens, needs.max_output.unwrap_or(0))
+        })
+}
+
 /// The second half of admission, once the cache has missed: budgets, then tokens. A refusal
 /// takes back the request already counted.
 fn admit_upstream(
     state: &AppState,
     payer: &Payer,
+    expected_usd: f64,
     scopes: &[Scope],
     ticket: &mut Ticket,
     estimate: u64,
     caller: &mut Caller,
 ) -> Result<(), ApiError> {
-    if let Err(b) = state.spend.check(payer) {
+    if let Err(b) = state.spend.check_with(payer, expected_usd) {
         ticket.cancel();
         return Err(b.into());
     }
@@ -512,7 +691,7 @@ fn refund(ticket: &mut Ticket, e: &ApiError) {
 pub async fn chat(
     state: &AppState,
     principal: &Principal,
-    req: ChatRequest,
+    mut req: ChatRequest,
     control: CacheControl,
     caller: &mut Caller,
 ) -> Result<Reply, ApiError> {
@@ -524,9 +703,35 @@ pub async fn chat(
     let mut needs = Needs::of(&req);
     let route = route(state, &req.model, &needs)?;
     refine_estimate(&mut needs, &req, &route);
+    // The PII guard goes first: the cache key, the embedding and the upstream only ever see
+    // the prompt as the policy leaves it (masked, or refused).
+    let policies = state.pii.policies(principal.pii(), &route.group);
+    let guarded = state.pii.guard_request(&mut req, policies)?;
+    caller.pii_kinds = guarded.kind_names();
+    let reply = serve_chat(state, principal, req, control, caller, needs, route).await?;
+    if guarded.is_noop() {
+        return Ok(reply);
+    }
+    // On the way back: the answer policy, then the caller's own values restored.
+    let body = match reply.body {
+        ReplyBody::Json(b) => ReplyBody::Json(guarded.answer_json(&state.pii, b)?),
+        ReplyBody::Stream(s) => ReplyBody::Stream(guarded.answer_stream(Arc::clone(&state.pii), s)),
+    };
+    Ok(Reply { body, ..reply })
+}
+
+/// The chat pipeline after routing and the PII guard: limits, cache, upstream, write-back.
+async fn serve_chat(
+    state: &AppState,
+    principal: &Principal,
+    req: ChatRequest,
+    control: CacheControl,
+    caller: &mut Caller,
+    needs: Needs,
+    route: Route,
+) -> Result<Reply, ApiError> {
     let group = route.group.clone();
-    let policy = principal.cache_policy();
-    let cache_on = !matches!(policy, KeyCachePolicy::Off);
+    let cache_on = !matches!(principal.cache_policy(), KeyCachePolicy::Off);
 
     // 0. Limits (key, end user, group, gateway). A cache hit costs nothing, so while one is
     //    possible only the request is counted here; tokens and budgets wait for a miss.
@@ -538,7 +743,11 @@ pub async fn chat(
     );
     let estimate = limits::estimate(&needs);
     let may_hit = cache_on && state.cache.as_ref().is_some_and(|c| c.enabled());
+    let expected_usd = expected_cost(&route, &needs);
     if !may_hit {
+        state.spend.check_with(&payer, expected_usd)?;
+    } else if state.spend.counts_cache_hits() {
+        // Hits are charged too: a spent budget stops them (their cost is not known yet).
         state.spend.check(&payer)?;
     }
     let demand = Demand {
@@ -549,48 +758,14 @@ pub async fn chat(
     caller.note(ticket.headers());
 
     // 1. Cache lookup (exact, then semantic + verification).
-    let mut ctx = None;
-    let mut outcome = CacheOutcome::Bypass;
-    if let Some(engine) = state.cache.as_ref().filter(|c| cache_on && c.enabled()) {
-        // A virtual key's namespace is pinned; only the master key may pick one per request.
-        let namespace = control
-            .namespace
-            .clone()
-            .filter(|_| principal.may_choose_namespace())
-            .unwrap_or_else(|| principal.namespace().to_string());
-        let keys = cache::keys(&namespace, &group, &req);
-        let mut embedding = None;
-        if !control.no_cache {
-            let key_threshold = match policy {
-                KeyCachePolicy::Threshold { threshold } => Some(threshold),
-                KeyCachePolicy::Default | KeyCachePolicy::Off => None,
-            };
-            let threshold = control
-                .threshold
-                .or(key_threshold)
-                .unwrap_or_else(|| engine.threshold(&namespace, &group));
-            match engine.lookup(&group, &keys, threshold).await {
-                Ok(found) => {
-                    if let Some(hit) = found.hit {
-                        account_hit(state, &payer, &group, hit.usage, ticket);
-                        return Ok(hit_reply(hit, &req));
-                    }
-                    embedding = found.embedding;
-                    outcome = CacheOutcome::Miss;
-                }
-                Err(e) => tracing::warn!(error = %e, "cache lookup failed; going upstream"),
-            }
+    let (ctx, outcome) = match consult(state, principal, &group, &req, control).await {
+        Consulted::Hit(hit) => {
+            caller.set_usage(hit.usage);
+            account_hit(state, &payer, &group, hit.usage, ticket);
+            return Ok(hit_reply(hit, &req));
         }
-        record_lookup(outcome);
-        ctx = Some(CacheCtx {
-            engine: Arc::clone(engine),
-            namespace,
-            keys,
-            embedding,
-            control,
-        });
-    }
-
+        Consulted::Miss(ctx, outcome) => (ctx, outcome),
+    };
     // 2. Identical misses in flight: one upstream call, the others wait for its answer.
     let mut leader: Option<FlightGuard> = None;
     if let Some(c) = ctx.as_ref().filter(|c| !c.control.no_store) {
@@ -617,6 +792,7 @@ pub async fn chat(
                             usage: *usage,
                         };
                         c.engine.count_hit(&hit, &group);
+                        caller.set_usage(hit.usage);
                         account_hit(state, &payer, &group, hit.usage, ticket);
                         return Ok(hit_reply(hit, &req));
                     }
@@ -629,7 +805,15 @@ pub async fn chat(
     // 3. Upstream: budgets and tokens first, then the route's candidates in order, with retries
     //    and fallbacks.
     if may_hit {
-        admit_upstream(state, &payer, &scopes, &mut ticket, estimate, caller)?;
+        admit_upstream(
+            state,
+            &payer,
+            expected_usd,
+            &scopes,
+            &mut ticket,
+            estimate,
+            caller,
+        )?;
     }
     if !req.is_stream() {
         let result = with_failover(state, route, &needs, |t| {
@@ -649,6 +833,7 @@ pub async fn chat(
         let (c, mut routed) = result.inspect_err(|e| refund(&mut ticket, e))?;
         let d = Arc::clone(&routed.target.deployment);
         record_tokens(&group, &c.usage);
+        caller.set_usage(c.usage);
         let cost_usd = record_cost(&d, &c.usage);
         // 4. Settle the estimate with the real usage; record the spend.
         let used = c.usage.prompt_tokens + c.usage.completion_tokens;
@@ -672,23 +857,7 @@ pub async fn chat(
                         g.complete(Arc::new(completion.clone()), c.usage);
                     }
                 }
-                let r = cc
-                    .engine
-                    .store_answer(
-                        &cc.namespace,
-                        &group,
-                        cc.keys,
-                        cc.embedding,
-                        Answer {
-                            completion: &completion,
-                            usage: c.usage,
-                            ttl: cc.control.ttl,
-                        },
-                    )
-                    .await;
-                if let Err(e) = r {
-                    tracing::warn!(error = %e, "cache write-back failed");
-                }
+                cc.store(&group, &completion, c.usage).await;
             }
         }
         return Ok(Reply {
@@ -745,8 +914,12 @@ pub async fn chat(
         let cfg = state.router.config();
         (cfg.allowed_fails, cfg.cooldown)
     };
+    let usage_cell = Arc::clone(&caller.usage);
     let on_finish = Box::new(move |o: StreamOutcome| {
         record_upstream_latency(&dep, started);
+        if let Some(u) = o.usage {
+            *usage_cell.lock() = Some(u);
+        }
         if let Some(first) = o.first_token_at {
             metrics::histogram!(t::UPSTREAM_TTFT, "deployment" => dep.id.clone())
                 .record(first.duration_since(started).as_secs_f64());
@@ -774,9 +947,12 @@ pub async fn chat(
             .add_tokens(usage.completion_tokens, Instant::now());
         if let Some(e) = &o.error {
             record_upstream_error(&dep, e);
-            target
+            if target
                 .health
-                .record_failure(Instant::now(), allowed_fails, cooldown, cooldown);
+                .record_failure(Instant::now(), allowed_fails, cooldown, cooldown)
+            {
+                note_cooldown(&dep.id, cooldown);
+            }
         } else if o.clean {
             target.health.record_success(None, Some(started.elapsed()));
         }
@@ -789,7 +965,7 @@ pub async fn chat(
             if let Some(g) = leader {
                 g.complete(Arc::new(completion.clone()), usage);
             }
-            if let Some(cc) = ctx.filter(|c| !c.control.no_store) {
+            if let Some(cc) = ctx {
                 cc.store_later(group, completion, usage);
             }
         }
@@ -828,7 +1004,9 @@ pub async fn embeddings(
     };
     // Limits and budgets: nothing to wait for, everything is checked at once.
     let payer = caller.payer(principal);
-    state.spend.check(&payer)?;
+    state
+        .spend
+        .check_with(&payer, expected_cost(&route, &needs))?;
     let scopes = state.limits.scopes(
         principal.key().map(|k| &**k),
         caller.user.as_deref(),
@@ -855,6 +1033,7 @@ pub async fn embeddings(
     let (c, mut routed) = result.inspect_err(|e| refund(&mut ticket, e))?;
     let d = Arc::clone(&routed.target.deployment);
     record_tokens(&d.model_group, &c.usage);
+    caller.set_usage(c.usage);
     let cost_usd = record_cost(&d, &c.usage);
     let used = c.usage.prompt_tokens + c.usage.completion_tokens;
     ticket.settle(used);

@@ -1,5 +1,6 @@
 //! Shared application state: built once at start-up, read by every request.
 
+use crate::audit::AuditLog;
 use crate::cache::{CacheEngine, CacheOptions};
 use crate::config::Config;
 use crate::embed::EmbedConfig;
@@ -31,6 +32,10 @@ pub struct AppState {
     pub store: Arc<Store>,
     /// Virtual keys, loaded from `store` at start and checked from memory.
     pub keys: KeyStore,
+    /// Tamper-evident audit log of requests and admin actions, in `store`.
+    pub audit: Arc<AuditLog>,
+    /// PII detectors and policies (`sluice.pii`).
+    pub pii: Arc<crate::pii::PiiGuard>,
     /// Rate windows (per key, user, group, deployment, global).
     pub limits: Arc<Limiter>,
     /// Spend rollups, budgets and alerts.
@@ -57,6 +62,10 @@ impl AppState {
             },
         )?);
         let keys = KeyStore::load(Arc::clone(&store))?;
+        let audit = Arc::new(AuditLog::open(Arc::clone(&store))?);
+        if let Some(days) = config.audit_retention_days {
+            start_audit_retention(Arc::clone(&audit), days);
+        }
         let cache = if config.cache.enabled {
             let mut opts = cache_options(&config);
             opts.store = Some(Arc::clone(&store));
@@ -77,12 +86,15 @@ impl AppState {
             &config.deployments,
         );
         let spend_flusher = spend.start_flusher();
+        let pii = Arc::new(crate::pii::PiiGuard::new(config.pii.clone())?);
         Ok(Self {
+            pii,
             limits,
             spend,
             _spend_flusher: spend_flusher,
             cache,
             keys,
+            audit,
             store,
             config,
             router,
@@ -130,5 +142,27 @@ pub fn cache_options(config: &Config) -> CacheOptions {
         prices,
         sync_writes: config.cache.sync_writes,
         store: None,
+    }
+}
+
+/// Prunes audit records older than `days` now and then every hour, on its own thread (a prune
+/// reads the whole log). The anchor is written before anything is deleted, so verification keeps
+/// passing, and a process that exits mid-prune loses nothing it should keep.
+fn start_audit_retention(audit: Arc<AuditLog>, days: u32) {
+    let spawned = std::thread::Builder::new()
+        .name("audit-retention".into())
+        .spawn(move || loop {
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            match audit.prune(days, now_ms) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(pruned = n, retention_days = days, "audit records pruned"),
+                Err(e) => tracing::warn!(error = %e, "audit prune failed"),
+            }
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start audit retention; records are kept");
     }
 }

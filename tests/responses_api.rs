@@ -783,6 +783,46 @@ async fn identical_creates_hit_the_cache_and_other_chains_do_not() {
 }
 
 #[tokio::test]
+async fn native_answers_are_cached_and_replayed_as_responses() {
+    let fake = FakeOpenAi::start();
+    let gw = TestGateway::builder().config(config(&fake, "")).spawn();
+    let body = json!({"model": "native", "input": "What is the capital of Portugal?"});
+    let a = create(&gw, body.clone()).await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(a.headers["x-sluice-cache"], "miss");
+    assert_eq!(fake.calls()[0].path, "/v1/responses");
+    // Stored before the first answer was sent: the second is a hit, with no upstream call.
+    let b = create(&gw, body.clone()).await;
+    assert_eq!(b.headers["x-sluice-cache"], "hit-exact", "{}", b.text);
+    let upstream_calls = fake.call_count();
+    assert_eq!(upstream_calls, 1);
+    let (ra, rb) = (a.json(), b.json());
+    assert_ne!(ra["id"], rb["id"]);
+    assert_eq!(output_text(&rb), output_text(&ra));
+    assert_eq!(rb["status"], "completed");
+    // Streamed, the hit is the event sequence of a live response; nothing goes upstream.
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    let s = create(&gw, streamed).await;
+    assert_eq!(s.headers["x-sluice-cache"], "hit-exact");
+    let ev = events(&s.text);
+    assert_eq!(ev.first().unwrap().0, "response.created");
+    assert_eq!(ev.last().unwrap().0, "response.completed");
+    assert_eq!(
+        output_text(&ev.last().unwrap().1["response"]),
+        output_text(&ra)
+    );
+    assert_eq!(fake.call_count(), upstream_calls);
+    // Hosted tools have no chat form: passed through, never cached.
+    let hosted = json!({"model": "native", "input": "What is the capital of Portugal?",
+                        "tools": [{"type": "web_search"}]});
+    let h = create(&gw, hosted).await;
+    assert_eq!(h.status, 200, "{}", h.text);
+    assert_eq!(h.headers["x-sluice-cache"], "bypass");
+    assert_eq!(fake.call_count(), upstream_calls + 1);
+}
+
+#[tokio::test]
 async fn native_calls_count_against_the_key_limits() {
     let (fake, gw) = setup();
     let k = call(

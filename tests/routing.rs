@@ -233,6 +233,51 @@ async fn cooldown_skips_a_failing_deployment_and_it_recovers() {
 }
 
 #[tokio::test]
+async fn a_short_retry_after_is_waited_out_then_the_same_deployment_answers() {
+    let fake = FakeOpenAi::start();
+    let gw = gateway(config(
+        &fake,
+        &[("g", "fake-429-once", "")],
+        "router_settings: {retry_after: 0.01}\n",
+    ));
+    let started = std::time::Instant::now();
+    let r = ask(&gw, chat("g", "hello")).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(calls_to(&fake, "fake-429-once"), 2);
+    assert!(r.route.contains("after g/0 (rate_limited)"), "{}", r.route);
+    // The retry waited for the 300 ms the upstream asked for, not the 10 ms base backoff.
+    assert!(started.elapsed() >= Duration::from_millis(300));
+}
+
+#[tokio::test]
+async fn client_errors_do_not_cool_a_deployment_down() {
+    let fake = FakeOpenAi::start();
+    let gw = gateway(config(
+        &fake,
+        &[("bad", "fake-400", ""), ("good", "gpt-x", "")],
+        "router_settings: {retry_after: 0.01, allowed_fails: 0, cooldown_time: 60}\n",
+    ));
+    // The same deployment keeps getting (and rejecting) every bad request: no cooldown.
+    for i in 0..3 {
+        let r = ask(&gw, chat("bad", &format!("q{i}"))).await;
+        assert_eq!(r.status, 400, "{:?}", r.body);
+    }
+    assert_eq!(calls_to(&fake, "fake-400"), 3);
+    let metrics = client()
+        .get(gw.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !metrics.contains("sluice_deployment_cooldown{deployment=\"bad/0\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
 async fn cost_based_picks_the_cheapest_and_reports_cost() {
     let fake = FakeOpenAi::start();
     let gw = gateway(config(

@@ -212,13 +212,14 @@ async fn spend_survives_a_restart() {
 
 #[tokio::test]
 async fn a_spent_budget_refuses_with_429_budget_exceeded() {
-    let gw = gateway("  budgets:\n    users: {dave: {max_budget: 0.015, budget_duration: 1h}}\n");
+    let gw = gateway("  budgets:\n    users: {dave: {max_budget: 0.025, budget_duration: 1h}}\n");
     let (_, key) = create_key(
         &gw,
         json!({"alias": "small", "max_budget": 0.019, "budget_duration": "1d"}),
     )
     .await;
-    assert_eq!(chat(&gw, &key, "g", None).await.0, 200);
+    // $0.01 spent of $0.019: the next request's estimate (its prompt at g's price, a little
+    // above the $0.01 it really costs) would take the key past its budget, so it is refused.
     assert_eq!(chat(&gw, &key, "g", None).await.0, 200);
     let (s, h, b) = call(
         &gw,
@@ -233,9 +234,10 @@ async fn a_spent_budget_refuses_with_429_budget_exceeded() {
     assert_eq!(b["error"]["code"], "budget_exceeded");
     let m = b["error"]["message"].as_str().unwrap();
     assert!(
-        m.starts_with("budget exceeded for key 'small': spent $0.0200 of $0.0190 in the current 1d window; resets at "),
+        m.starts_with("budget exceeded for key 'small': spent $0.0100 of $0.0190 and this request would cost ~$"),
         "{m}"
     );
+    assert!(m.contains(" in the current 1d window; resets at "), "{m}");
     assert!(m.ends_with(":00Z") || m.ends_with('Z'), "{m}");
     let retry: u64 = h
         .get("retry-after")
@@ -245,8 +247,9 @@ async fn a_spent_budget_refuses_with_429_budget_exceeded() {
         .parse()
         .unwrap();
     assert!(retry > 0 && retry <= 86_400, "{retry}");
-    // Another key is not affected; a user budget from config applies across keys.
-    assert_eq!(chat(&gw, MASTER, "g", Some("dave")).await.0, 200);
+    // Another key is not affected; a user budget from config applies across keys. A request
+    // that would take the spend past the budget is refused before it is made: $0.01 spent of
+    // $0.025, and the next one is estimated a little above $0.01.
     assert_eq!(chat(&gw, MASTER, "g", Some("dave")).await.0, 200);
     let (s, b) = {
         let (s, _, b) = chat(&gw, MASTER, "g", Some("dave")).await;
@@ -255,7 +258,7 @@ async fn a_spent_budget_refuses_with_429_budget_exceeded() {
     assert_eq!(s, 429, "{b}");
     assert!(
         b["error"]["message"].as_str().unwrap().starts_with(
-            "budget exceeded for user 'dave': spent $0.0200 of $0.0150 in the current 1h window"
+            "budget exceeded for user 'dave': spent $0.0100 of $0.0250 and this request would cost ~$"
         ),
         "{b}"
     );
@@ -289,20 +292,21 @@ async fn budget_alerts_reach_the_webhook_once_per_threshold() {
         cfg.route("/hook", web::post().to(receive));
     });
     let gw = gateway(&format!(
-        "  alerts: {{webhook_url: '{}/hook'}}\n",
+        "  alerts: {{webhook_url: '{}/hook', thresholds: [0.3, 0.5, 0.7]}}\n",
         hook.base
     ));
-    // $0.049 in $0.01 requests: 50% after the 3rd, 80% after the 4th, 100% after the 5th.
+    // $0.05 in $0.01 requests: 30% after the 2nd, 50% after the 3rd, 70% after the 4th; the 5th
+    // would pass the budget with its estimate (a little above $0.01) and is refused.
     let (id, key) = create_key(
         &gw,
-        json!({"alias": "watched", "max_budget": 0.049, "budget_duration": "30d"}),
+        json!({"alias": "watched", "max_budget": 0.05, "budget_duration": "30d"}),
     )
     .await;
     let mut statuses = Vec::new();
     for _ in 0..7 {
         statuses.push(chat(&gw, &key, "g", None).await.0);
     }
-    assert_eq!(statuses, [200, 200, 200, 200, 200, 429, 429]);
+    assert_eq!(statuses, [200, 200, 200, 200, 429, 429, 429]);
     for _ in 0..100 {
         if received.0.lock().unwrap().len() >= 3 {
             break;
@@ -318,14 +322,14 @@ async fn budget_alerts_reach_the_webhook_once_per_threshold() {
         .collect();
     let mut sorted = thresholds.clone();
     sorted.sort_by(f64::total_cmp);
-    assert_eq!(sorted, [0.5, 0.8, 1.0], "{got:?}");
+    assert_eq!(sorted, [0.3, 0.5, 0.7], "{got:?}");
     for a in &got {
         assert_eq!(a["type"], "budget_alert");
         assert_eq!(a["scope"], "key");
         assert_eq!(a["key_id"], id.as_str());
         assert_eq!(a["alias"], "watched");
-        assert!(close(a["max_budget"].as_f64().unwrap(), 0.049));
-        assert!(a["spend"].as_f64().unwrap() >= a["threshold"].as_f64().unwrap() * 0.049);
+        assert!(close(a["max_budget"].as_f64().unwrap(), 0.05));
+        assert!(a["spend"].as_f64().unwrap() >= a["threshold"].as_f64().unwrap() * 0.05);
         assert!(a["window_start"].as_str().unwrap().ends_with('Z'));
         assert!(a["window_end"].as_str().unwrap() > a["window_start"].as_str().unwrap());
     }

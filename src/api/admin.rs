@@ -12,6 +12,30 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
+/// Appends an admin action on the cache to the audit log (best effort, as for requests).
+fn audit(
+    state: &AppState,
+    req: &HttpRequest,
+    action: &str,
+    target: Option<String>,
+    before: Option<Value>,
+    after: Option<Value>,
+) {
+    let actor = crate::auth::authenticate(state, req.headers())
+        .map(|p| p.key_id().to_string())
+        .unwrap_or_default();
+    let record = crate::audit::AdminRecord {
+        actor,
+        action: action.to_string(),
+        target,
+        before,
+        after,
+    };
+    if let Err(e) = state.audit.append_admin(record) {
+        tracing::warn!(error = %e, action, "audit append failed");
+    }
+}
+
 fn admin_cache(state: &AppState, req: &HttpRequest) -> Result<Arc<CacheEngine>, ApiError> {
     require_admin(state, req.headers())?;
     state.cache.clone().ok_or_else(|| ApiError::InvalidRequest {
@@ -62,8 +86,17 @@ pub async fn put_config(
             format!("invalid value for '{}': {}", e.field, e.message),
         )
     })?;
+    let before = serde_json::to_value(c.settings()).ok();
     c.set_settings(next.clone()).map_err(internal)?;
     tracing::info!("cache settings changed through the admin API");
+    audit(
+        &state,
+        &req,
+        "cache.config.update",
+        None,
+        before,
+        serde_json::to_value(&next).ok(),
+    );
     Ok(HttpResponse::Ok().json(next))
 }
 
@@ -161,6 +194,14 @@ pub async fn flush(
     let deleted = c
         .flush(b.namespace.as_deref(), b.model.as_deref())
         .map_err(internal)?;
+    audit(
+        &state,
+        &req,
+        "cache.flush",
+        None,
+        None,
+        Some(json!({"namespace": b.namespace, "model": b.model, "deleted": deleted})),
+    );
     Ok(HttpResponse::Ok().json(json!({"deleted": deleted})))
 }
 
@@ -175,6 +216,14 @@ pub async fn delete_entry(
         ApiError::invalid("id", format!("entry id must be a number, got \"{path}\""))
     })?;
     if c.delete(id).map_err(internal)? {
+        audit(
+            &state,
+            &req,
+            "cache.entry.delete",
+            Some(id.to_string()),
+            None,
+            None,
+        );
         Ok(HttpResponse::Ok().json(json!({"id": id, "deleted": true})))
     } else {
         Err(ApiError::RouteNotFound {

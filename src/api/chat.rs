@@ -1,17 +1,22 @@
 //! `POST /v1/chat/completions` and `POST /v1/embeddings`.
 
 use super::read_json;
+use crate::audit::{AuditLog, RequestRecord};
 use crate::auth::authenticate;
 use crate::cache;
 use crate::error::ApiError;
-use crate::limits::{self, RateHeaders};
+use crate::limits;
 use crate::pipeline::{self, Caller, Reply, ReplyBody};
 use crate::state::AppState;
+use crate::stream::OnEnd;
 use crate::telemetry as t;
+use crate::wire::Usage;
 use crate::wire::{ChatRequest, EmbeddingsRequest};
 use actix_web::http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use actix_web::http::StatusCode;
+use actix_web::HttpMessage;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Header naming the deployment that answered and why: `gpt-4o/1; balanced: lowest score ...`.
@@ -35,16 +40,93 @@ fn group_label(state: &AppState, model: Option<&str>) -> String {
     }
 }
 
-/// Turns a pipeline result into a response, recording request metrics. `rate` becomes the
-/// `x-ratelimit-*` headers (a rate-limit refusal brings its own).
+/// What the audit record of one API request needs from its handler.
+pub(super) struct Audit<'a> {
+    /// The HTTP request (for its request id and path).
+    pub req: &'a HttpRequest,
+    /// Who called, the end user, PII kinds, usage.
+    pub caller: &'a Caller,
+}
+
+impl Audit<'_> {
+    /// The record as far as it is known when the response starts.
+    fn record(
+        &self,
+        model: Option<&str>,
+        reply: Option<&Reply>,
+        status: StatusCode,
+    ) -> RequestRecord {
+        let (key_id, key_alias) = self
+            .caller
+            .key
+            .clone()
+            .unwrap_or_else(|| ("unauthenticated".to_string(), None));
+        RequestRecord {
+            request_id: self
+                .req
+                .extensions()
+                .get::<super::RequestId>()
+                .map(|r| r.0.clone())
+                .unwrap_or_default(),
+            key_id,
+            key_alias,
+            user: self.caller.user.clone(),
+            endpoint: self.req.path().to_string(),
+            model_group: model.map(str::to_string),
+            deployment: reply
+                .and_then(|r| r.deployment.as_ref())
+                .map(|d| d.id.clone()),
+            cache_outcome: reply.map(|r| r.outcome.as_str().to_string()),
+            status: status.as_u16(),
+            cost_usd: reply.and_then(|r| r.cost_usd).unwrap_or(0.0),
+            pii_kinds: self.caller.pii_kinds.clone(),
+            ..RequestRecord::default()
+        }
+    }
+}
+
+/// Completes a record with the usage and latency known at the end, and appends it. The audit
+/// log is best effort for the request: a failed append is logged, the client keeps its answer.
+fn append_record(
+    log: &AuditLog,
+    mut record: RequestRecord,
+    usage: Option<Usage>,
+    stream_price: Option<crate::pricing::Price>,
+    started: Instant,
+) {
+    if let Some(u) = usage {
+        record.prompt_tokens = u.prompt_tokens;
+        record.completion_tokens = u.completion_tokens;
+        // An upstream stream's cost is known only at its end.
+        if let Some(price) = stream_price {
+            record.cost_usd = price.cost(&u);
+        }
+    }
+    record.latency_ms = started.elapsed().as_secs_f64() * 1e3;
+    if let Err(e) = log.append_request(record) {
+        tracing::warn!(error = %e, "audit append failed");
+    }
+}
+
+/// Turns a pipeline result into a response, recording request metrics and the audit record.
+/// The caller's rate state becomes the `x-ratelimit-*` headers (a rate-limit refusal brings its
+/// own).
 pub(super) fn respond(
     state: &AppState,
     model: Option<&str>,
     started: Instant,
     result: Result<Reply, ApiError>,
-    rate: Option<&RateHeaders>,
+    audit: Audit<'_>,
 ) -> HttpResponse {
+    let rate = audit.caller.rate.as_ref();
     let group = group_label(state, model);
+    let status_of = |r: &Result<Reply, ApiError>| match r {
+        Ok(_) => StatusCode::OK,
+        Err(e) => e.status_code(),
+    };
+    let record = audit.record(model, result.as_ref().ok(), status_of(&result));
+    let usage = Arc::clone(&audit.caller.usage);
+    let log = Arc::clone(&state.audit);
     let (mut response, outcome) = match result {
         Ok(reply) => {
             let mut b = HttpResponse::Ok();
@@ -74,18 +156,29 @@ pub(super) fn respond(
                 b.insert_header((COST_HEADER, format!("{cost:.8}")));
             }
             let resp = match reply.body {
-                ReplyBody::Json(bytes) => b
-                    .insert_header((CONTENT_TYPE, HeaderValue::from_static("application/json")))
-                    .body(bytes),
-                ReplyBody::Stream(tee) => b
-                    .insert_header((CONTENT_TYPE, HeaderValue::from_static("text/event-stream")))
-                    .insert_header((CACHE_CONTROL, HeaderValue::from_static("no-cache")))
-                    .insert_header(("x-accel-buffering", HeaderValue::from_static("no")))
-                    .streaming(tee),
+                ReplyBody::Json(bytes) => {
+                    append_record(&log, record, *usage.lock(), None, started);
+                    b.insert_header((CONTENT_TYPE, HeaderValue::from_static("application/json")))
+                        .body(bytes)
+                }
+                ReplyBody::Stream(tee) => {
+                    // The record waits for the end of the stream: its usage and cost come last.
+                    let price = reply.deployment.as_ref().and_then(|d| d.price);
+                    let hook = Box::new(move || {
+                        append_record(&log, record, *usage.lock(), price, started);
+                    });
+                    b.insert_header((CONTENT_TYPE, HeaderValue::from_static("text/event-stream")))
+                        .insert_header((CACHE_CONTROL, HeaderValue::from_static("no-cache")))
+                        .insert_header(("x-accel-buffering", HeaderValue::from_static("no")))
+                        .streaming(OnEnd::new(tee, hook))
+                }
             };
             (resp, reply.outcome.as_str())
         }
-        Err(e) => (e.error_response(), "error"),
+        Err(e) => {
+            append_record(&log, record, None, None, started);
+            (e.error_response(), "error")
+        }
     };
     if let Some(rate) = rate {
         let headers = response.headers_mut();
@@ -134,6 +227,7 @@ pub async fn chat_completions(
     let mut caller = Caller::default();
     let result = async {
         let principal = authenticate(&state, req.headers())?;
+        caller.identify(&principal);
         let chat: ChatRequest = read_json(&req, payload, &state).await?;
         model = Some(chat.model.clone());
         chat.validate()?;
@@ -143,13 +237,11 @@ pub async fn chat_completions(
         pipeline::chat(&state, &principal, chat, control, &mut caller).await
     }
     .await;
-    respond(
-        &state,
-        model.as_deref(),
-        started,
-        result,
-        caller.rate.as_ref(),
-    )
+    let audit = Audit {
+        req: &req,
+        caller: &caller,
+    };
+    respond(&state, model.as_deref(), started, result, audit)
 }
 
 /// `POST /v1/embeddings`.
@@ -163,6 +255,7 @@ pub async fn embeddings(
     let mut caller = Caller::default();
     let result = async {
         let principal = authenticate(&state, req.headers())?;
+        caller.identify(&principal);
         let emb: EmbeddingsRequest = read_json(&req, payload, &state).await?;
         model = Some(emb.model.clone());
         emb.validate()?;
@@ -171,11 +264,9 @@ pub async fn embeddings(
         pipeline::embeddings(&state, &principal, emb, &mut caller).await
     }
     .await;
-    respond(
-        &state,
-        model.as_deref(),
-        started,
-        result,
-        caller.rate.as_ref(),
-    )
+    let audit = Audit {
+        req: &req,
+        caller: &caller,
+    };
+    respond(&state, model.as_deref(), started, result, audit)
 }

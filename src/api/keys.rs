@@ -111,16 +111,39 @@ fn changes(state: &AppState, body: &Value, dialect: Dialect) -> Result<KeyChange
         .map_err(field_error)
 }
 
+/// Appends an admin action on a key to the audit log: who, what, the record before and after
+/// (records never hold secrets; the audit log redacts secret-named fields besides).
+fn audit(
+    state: &AppState,
+    actor: &Principal,
+    action: &str,
+    before: Option<&VirtualKey>,
+    after: &VirtualKey,
+) {
+    let now = state.keys.now();
+    let record = crate::audit::AdminRecord {
+        actor: actor.key_id().to_string(),
+        action: action.to_string(),
+        target: Some(after.id.clone()),
+        before: before.map(|k| key_json(k, now)),
+        after: Some(key_json(after, now)),
+    };
+    if let Err(e) = state.audit.append_admin(record) {
+        tracing::warn!(error = %e, action, "audit append failed");
+    }
+}
+
 /// `POST /admin/keys`: 201 with the record and its secret (`key`), shown this once.
 async fn create(
     req: HttpRequest,
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    require_admin(&state, req.headers())?;
+    let actor = require_admin(&state, req.headers())?;
     let body = body_json(&req, payload, &state).await?;
     let c = changes(&state, &body, Dialect::Sluice)?;
     let (k, secret) = state.keys.create(&c).map_err(key_error)?;
+    audit(&state, &actor, "key.create", None, &k);
     Ok(HttpResponse::Created().json(created_json(&k, &secret, state.keys.now())))
 }
 
@@ -155,10 +178,12 @@ async fn update(
     path: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    require_admin(&state, req.headers())?;
+    let actor = require_admin(&state, req.headers())?;
     let body = body_json(&req, payload, &state).await?;
     let c = changes(&state, &body, Dialect::Sluice)?;
+    let before = state.keys.get(&path);
     let k = state.keys.update(&path, &c).map_err(key_error)?;
+    audit(&state, &actor, "key.update", before.as_deref(), &k);
     Ok(HttpResponse::Ok().json(key_json(&k, state.keys.now())))
 }
 
@@ -168,8 +193,10 @@ async fn revoke(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    require_admin(&state, req.headers())?;
+    let actor = require_admin(&state, req.headers())?;
+    let before = state.keys.get(&path);
     let k = state.keys.revoke(&path).map_err(key_error)?;
+    audit(&state, &actor, "key.revoke", before.as_deref(), &k);
     Ok(HttpResponse::Ok().json(key_json(&k, state.keys.now())))
 }
 
@@ -202,10 +229,12 @@ async fn rotate(
     path: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    require_admin(&state, req.headers())?;
+    let actor = require_admin(&state, req.headers())?;
     let body = body_json(&req, payload, &state).await?;
     let grace = grace_seconds(&body)?;
+    let before = state.keys.get(&path);
     let (k, secret) = state.keys.rotate(&path, grace).map_err(key_error)?;
+    audit(&state, &actor, "key.rotate", before.as_deref(), &k);
     Ok(HttpResponse::Ok().json(rotated_json(&k, &secret, grace, state.keys.now())))
 }
 
@@ -241,10 +270,11 @@ async fn litellm_generate(
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    require_admin(&state, req.headers())?;
+    let actor = require_admin(&state, req.headers())?;
     let body = body_json(&req, payload, &state).await?;
     let c = changes(&state, &body, Dialect::LiteLlm)?;
     let (k, secret) = state.keys.create(&c).map_err(key_error)?;
+    audit(&state, &actor, "key.create", None, &k);
     Ok(HttpResponse::Ok().json(litellm_created(&k, &secret, state.keys.now())))
 }
 
@@ -282,7 +312,7 @@ async fn litellm_update(
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    require_admin(&state, req.headers())?;
+    let actor = require_admin(&state, req.headers())?;
     let mut body = body_json(&req, payload, &state).await?;
     let reference = match body.as_object_mut().and_then(|m| m.remove("key")) {
         Some(Value::String(r)) => r,
@@ -295,7 +325,9 @@ async fn litellm_update(
             what: describe(&reference),
         })?;
     let c = changes(&state, &body, Dialect::LiteLlm)?;
-    let k = state.keys.update(&k.id, &c).map_err(key_error)?;
+    let before = k;
+    let k = state.keys.update(&before.id, &c).map_err(key_error)?;
+    audit(&state, &actor, "key.update", Some(&before), &k);
     Ok(HttpResponse::Ok().json(litellm_json(&k, state.keys.now())))
 }
 
@@ -306,7 +338,7 @@ async fn litellm_delete(
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    require_admin(&state, req.headers())?;
+    let actor = require_admin(&state, req.headers())?;
     let body = body_json(&req, payload, &state).await?;
     let Some(refs) = body.get("keys").and_then(Value::as_array) else {
         return Err(ApiError::invalid(
@@ -326,7 +358,9 @@ async fn litellm_delete(
         ids.push(k.id.clone());
     }
     for id in &ids {
-        state.keys.revoke(id).map_err(key_error)?;
+        let before = state.keys.get(id);
+        let k = state.keys.revoke(id).map_err(key_error)?;
+        audit(&state, &actor, "key.revoke", before.as_deref(), &k);
     }
     Ok(HttpResponse::Ok().json(json!({"deleted_keys": ids})))
 }

@@ -68,6 +68,7 @@ pub async fn messages(
     let mut caller = Caller::default();
     let result = async {
         let principal = authenticate(&state, req.headers())?;
+        caller.identify(&principal);
         let body: MessagesRequest = read_json(&req, payload, &state).await?;
         model = Some(body.model.clone());
         let control = cache::control::parse(req.headers(), body.extra.get("cache"))
@@ -78,13 +79,16 @@ pub async fn messages(
         to_anthropic(pipeline::chat(&state, &principal, chat, control, &mut caller).await?)
     }
     .await;
-    let rate = caller.rate.as_ref();
+    let audit = || super::chat::Audit {
+        req: &req,
+        caller: &caller,
+    };
     match result {
-        Ok(reply) => respond(&state, model.as_deref(), started, Ok(reply), rate),
+        Ok(reply) => respond(&state, model.as_deref(), started, Ok(reply), audit()),
         Err(e) => {
             // `respond` records the metrics and headers; the body becomes Anthropic's.
             let body = error_body(&e);
-            respond(&state, model.as_deref(), started, Err(e), rate)
+            respond(&state, model.as_deref(), started, Err(e), audit())
                 .set_body(BoxBody::new(body))
                 .map_into_boxed_body()
         }

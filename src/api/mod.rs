@@ -4,6 +4,7 @@
 //! the error-to-HTTP mapping lives in `error`.
 
 mod admin;
+mod audit;
 mod body;
 mod chat;
 mod health;
@@ -86,6 +87,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     );
     keys::routes(cfg);
     cfg.route("/admin/spend", web::get().to(spend::report))
+        .route("/admin/audit", web::get().to(audit::list))
         .route("/utils/token_counter", web::post().to(spend::token_counter));
     cfg.route("/health", web::get().to(health::health))
         .route("/health/liveliness", web::get().to(health::liveness))

@@ -25,6 +25,7 @@ pub async fn create(
     let mut caller = Caller::default();
     let result = async {
         let principal = authenticate(&state, req.headers())?;
+        caller.identify(&principal);
         let body: ResponsesRequest = read_json(&req, payload, &state).await?;
         model = Some(body.model.clone());
         let control = cache::control::parse(req.headers(), body.cache.as_ref())
@@ -33,10 +34,13 @@ pub async fn create(
         responses::create(&state, &principal, body, control, &mut caller).await
     }
     .await;
-    let rate = caller.rate.as_ref();
+    let audit = || super::chat::Audit {
+        req: &req,
+        caller: &caller,
+    };
     match result {
-        Ok(reply) => respond(&state, model.as_deref(), started, Ok(reply), rate),
-        Err(ResponsesError::Api(e)) => respond(&state, model.as_deref(), started, Err(e), rate),
+        Ok(reply) => respond(&state, model.as_deref(), started, Ok(reply), audit()),
+        Err(ResponsesError::Api(e)) => respond(&state, model.as_deref(), started, Err(e), audit()),
         Err(e) => e.error_response(),
     }
 }

@@ -62,6 +62,14 @@ impl Principal {
         }
     }
 
+    /// The key's PII policy overrides, if it is a virtual key that has any.
+    pub fn pii(&self) -> Option<&crate::pii::PiiOverride> {
+        match self {
+            Principal::Virtual(k) if !k.pii.is_empty() => Some(&k.pii),
+            _ => None,
+        }
+    }
+
     /// Whether the caller may call `model`.
     pub fn allows_model(&self, model: &str) -> bool {
         match self {
@@ -97,6 +105,16 @@ fn presented_key(headers: &HeaderMap) -> Option<&str> {
         .filter(|k| !k.is_empty())
 }
 
+/// Whether `presented` is the master key, in constant time. Both sides are hashed first, so
+/// neither the master key's length nor the position of the first differing byte shows in timing.
+fn is_master_key(master: &crate::config::Secret, presented: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    use subtle::ConstantTimeEq;
+    let want = Sha256::digest(master.expose().as_bytes());
+    let got = Sha256::digest(presented.as_bytes());
+    want.as_slice().ct_eq(got.as_slice()).into()
+}
+
 /// Checks the caller's key: the master key, else a virtual key (from memory, no disk access).
 ///
 /// Without a master key the gateway is open, but a virtual key that is presented still
@@ -111,9 +129,12 @@ pub fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal, 
             None => Ok(Principal::Open),
         };
     };
-    if master.is_some_and(|m| m.matches(presented)) {
+    if master.is_some_and(|m| is_master_key(m, presented)) {
         return Ok(Principal::Master);
     }
+    // Virtual keys are found by the SHA-256 of the presented secret (`keys::store::hash_secret`
+    // as a map key), never by comparing secrets byte by byte, so lookup timing says nothing
+    // about how much of a stored secret a guess matched.
     match state.keys.authenticate(presented) {
         Ok(key) => Ok(Principal::Virtual(key)),
         Err(AuthFailure::Expired { at }) => Err(ApiError::KeyExpired {
@@ -177,5 +198,14 @@ mod tests {
             None
         );
         assert_eq!(presented_key(&headers(&[])), None);
+    }
+
+    #[test]
+    fn master_key_comparison() {
+        let m = crate::config::Secret::new("sk-master-1234");
+        assert!(is_master_key(&m, "sk-master-1234"));
+        assert!(!is_master_key(&m, "sk-master-1235"));
+        assert!(!is_master_key(&m, "sk-master-12345"));
+        assert!(!is_master_key(&m, ""));
     }
 }

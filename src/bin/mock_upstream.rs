@@ -1,4 +1,5 @@
-//! A fast upstream for benchmarks: canned OpenAI and Anthropic answers, no model, no I/O.
+//! A fast upstream for benchmarks: canned OpenAI and Anthropic answers, no model, no I/O. A chat
+//! request with tools always gets a call of its first tool (for tool-call loop benchmarks).
 //! `sluice-mock-upstream --listen 127.0.0.1:9100 [--workers 1]`.
 
 use actix_web::{web, App, HttpResponse, HttpServer};
@@ -21,6 +22,61 @@ struct Args {
 struct Probe {
     #[serde(default)]
     stream: bool,
+    /// With tools, every answer calls the first one (a tool-call loop that never ends by itself).
+    #[serde(default)]
+    tools: Vec<serde_json::Value>,
+    /// Tool results so far number the next call.
+    #[serde(default)]
+    messages: Vec<serde_json::Value>,
+}
+
+impl Probe {
+    /// The tool call this request gets, if it has tools: `(call id, function name, arguments)`.
+    fn tool_call(&self) -> Option<(String, String, String)> {
+        let name = self.tools.first()?.pointer("/function/name")?.as_str()?;
+        let step = self
+            .messages
+            .iter()
+            .filter(|m| m.get("role").and_then(|r| r.as_str()) == Some("tool"))
+            .count();
+        Some((
+            format!("call_bench_{step}"),
+            name.to_string(),
+            format!("{{\"step\":{step}}}"),
+        ))
+    }
+}
+
+fn tool_completion(id: &str, name: &str, args: &str) -> String {
+    serde_json::json!({"id": "chatcmpl-bench", "object": "chat.completion", "created": 1700000000, "model": "bench",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": null, "tool_calls": [
+            {"id": id, "type": "function", "function": {"name": name, "arguments": args}}]}, "finish_reason": "tool_calls"}],
+        "usage": {"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19}})
+    .to_string()
+}
+
+fn tool_stream(id: &str, name: &str, args: &str) -> String {
+    let chunk = |delta: serde_json::Value, finish: serde_json::Value| {
+        let c = serde_json::json!({"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1700000000,
+            "model": "bench", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
+        format!("data: {c}\n\n")
+    };
+    let mut out = chunk(
+        serde_json::json!({"role": "assistant", "content": null, "tool_calls": [
+            {"index": 0, "id": id, "type": "function", "function": {"name": name, "arguments": ""}}]}),
+        serde_json::Value::Null,
+    );
+    out.push_str(&chunk(
+        serde_json::json!({"tool_calls": [{"index": 0, "function": {"arguments": args}}]}),
+        serde_json::Value::Null,
+    ));
+    out.push_str(&chunk(
+        serde_json::json!({}),
+        serde_json::json!("tool_calls"),
+    ));
+    out.push_str("data: {\"id\":\"chatcmpl-bench\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\"model\":\"bench\",\"choices\":[],\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":7,\"total_tokens\":19}}\n\n");
+    out.push_str("data: [DONE]\n\n");
+    out
 }
 
 const COMPLETION: &str = r#"{"id":"chatcmpl-bench","object":"chat.completion","created":1700000000,"model":"bench","choices":[{"index":0,"message":{"role":"assistant","content":"Hello from the benchmark upstream."},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":7,"total_tokens":19}}"#;
@@ -47,9 +103,19 @@ const MESSAGE_STREAM: &str = concat!(
 const EMBEDDING: &str = r#"{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.1,0.2,0.3]}],"model":"bench","usage":{"prompt_tokens":3,"total_tokens":3}}"#;
 
 async fn chat(body: web::Bytes) -> HttpResponse {
-    let stream = serde_json::from_slice::<Probe>(&body)
-        .map(|p| p.stream)
-        .unwrap_or(false);
+    let probe = serde_json::from_slice::<Probe>(&body).ok();
+    let stream = probe.as_ref().is_some_and(|p| p.stream);
+    if let Some((id, name, args)) = probe.as_ref().and_then(Probe::tool_call) {
+        return if stream {
+            HttpResponse::Ok()
+                .content_type("text/event-stream")
+                .body(tool_stream(&id, &name, &args))
+        } else {
+            HttpResponse::Ok()
+                .content_type("application/json")
+                .body(tool_completion(&id, &name, &args))
+        };
+    }
     if stream {
         HttpResponse::Ok()
             .content_type("text/event-stream")

@@ -151,6 +151,7 @@ pub(super) fn budgets(
         global,
         user,
         users,
+        count_cache_hits: raw.count_cache_hits.unwrap_or(false),
     }
 }
 

@@ -5,12 +5,15 @@
 
 mod env;
 mod limits;
+mod pii;
 mod raw;
 mod realtime;
 mod secret;
+mod security;
 mod validate;
 
 pub use secret::Secret;
+pub use security::{CorsConfig, SecurityConfig, TlsConfig};
 pub use validate::{ConfigIssue, ConfigIssues};
 
 use crate::providers::ProviderKind;
@@ -54,6 +57,12 @@ pub struct Config {
     pub alerts: crate::spend::AlertsConfig,
     /// Realtime socket limits (`sluice.realtime`).
     pub realtime: crate::realtime::RealtimeConfig,
+    /// TLS, admin listener, CORS and connection timeouts (`sluice.tls`, `sluice.cors`, ...).
+    pub security: SecurityConfig,
+    /// PII guard policies and custom detectors (`sluice.pii`).
+    pub pii: crate::pii::PiiConfig,
+    /// Days audit records are kept (`sluice.audit.retention_days`); `None`: forever.
+    pub audit_retention_days: Option<u32>,
     /// Keys the file used that Sluice does not know; reported as warnings at start-up.
     pub ignored_keys: Vec<String>,
 }

@@ -172,6 +172,29 @@ pub struct RawSluice {
     pub alerts: RawAlerts,
     #[serde(default)]
     pub realtime: RawRealtime,
+    /// Audit log retention (`sluice.audit`).
+    #[serde(default)]
+    pub audit: RawAudit,
+    /// PII guard (`sluice.pii`); see `pii.rs`.
+    #[serde(default)]
+    pub pii: super::pii::RawPii,
+    /// HTTPS certificate and key (`sluice.tls`); see `security.rs`.
+    pub tls: Option<super::security::RawTls>,
+    /// Separate listener for admin routes and metrics.
+    pub admin_listen: Option<String>,
+    /// Browser origins allowed by CORS.
+    pub cors: Option<super::security::RawCors>,
+    /// Seconds a client has to send its request head.
+    pub client_request_timeout_seconds: Option<f64>,
+    /// Seconds an idle kept-alive connection stays open.
+    pub keep_alive_seconds: Option<f64>,
+}
+
+/// `sluice.audit`: how long audit records are kept.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawAudit {
+    /// Days to keep records (default: forever).
+    pub retention_days: Option<u32>,
 }
 
 /// `sluice.realtime`: limits of `/v1/realtime` sockets.
@@ -230,6 +253,8 @@ pub struct RawBudgets {
     /// Named end users, instead of `user`.
     #[serde(default)]
     pub users: std::collections::BTreeMap<String, RawBudget>,
+    /// Whether a cache hit's saved cost counts against budgets (default false: hits are free).
+    pub count_cache_hits: Option<bool>,
 }
 
 /// `sluice.alerts`: budget alerts.

@@ -251,6 +251,8 @@ fn validate(
         None => None,
     };
 
+    // Before `cache_config`, which moves `raw.sluice.cache` out.
+    let security = super::security::security(&raw.sluice, issues);
     let cache = cache_config(raw.sluice.cache, &deployments, issues);
     let limits = super::limits::limits(
         &raw.sluice.limits,
@@ -262,8 +264,24 @@ fn validate(
     let budgets = super::limits::budgets(&raw.sluice.budgets, &raw.litellm_settings, issues);
     let alerts = super::limits::alerts(&raw.sluice.alerts, issues);
     let realtime = super::realtime::realtime(&raw.sluice.realtime, issues);
+    let group_names: Vec<String> = {
+        let mut g: Vec<String> = deployments.iter().map(|d| d.model_group.clone()).collect();
+        g.sort();
+        g.dedup();
+        g
+    };
+    let pii = super::pii::pii(&raw.sluice.pii, &group_names, issues);
+    if raw.sluice.audit.retention_days == Some(0) {
+        issues.push(
+            "sluice.audit.retention_days",
+            "must be at least 1 (leave it out to keep records forever)",
+        );
+    }
     Config {
         realtime,
+        pii,
+        audit_retention_days: raw.sluice.audit.retention_days.filter(|d| *d > 0),
+        security,
         routing,
         limits,
         budgets,

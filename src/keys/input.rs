@@ -88,6 +88,8 @@ pub struct KeyChanges {
     pub cache_namespace: Option<Option<String>>,
     /// Cache behaviour.
     pub cache_policy: Option<KeyCachePolicy>,
+    /// PII policy overrides (replaced as a whole; `null` clears them).
+    pub pii: Option<crate::pii::PiiOverride>,
     /// Free-form metadata (replaced as a whole).
     pub metadata: Option<Map<String, Value>>,
     /// Owning user.
@@ -165,6 +167,7 @@ impl KeyChanges {
             "expires" => self.expires_at = Some(nullable(v, |v| expiry(name, v, now))?),
             "cache_namespace" => self.cache_namespace = Some(nullable(v, |v| namespace(name, v))?),
             "cache_policy" => self.cache_policy = Some(cache_policy(name, v)?),
+            "pii" => self.pii = Some(pii(name, v)?),
             "metadata" => {
                 self.metadata = Some(match v {
                     Value::Null => Map::new(),
@@ -190,7 +193,7 @@ impl KeyChanges {
                 return Err(KeyFieldError::new(
                     name,
                     "unknown field (known: alias, models, rpm, tpm, max_parallel_requests, \
-                     max_budget, budget_duration, expires, cache_namespace, cache_policy, \
+                     max_budget, budget_duration, expires, cache_namespace, cache_policy, pii, \
                      metadata, user_id, team_id, admin)",
                 ))
             }
@@ -215,6 +218,7 @@ impl KeyChanges {
         put(&mut k.expires_at, &self.expires_at);
         put(&mut k.cache_namespace, &self.cache_namespace);
         put(&mut k.cache_policy, &self.cache_policy);
+        put(&mut k.pii, &self.pii);
         put(&mut k.metadata, &self.metadata);
         put(&mut k.user_id, &self.user_id);
         put(&mut k.team_id, &self.team_id);
@@ -345,6 +349,47 @@ fn models(
     Ok(out)
 }
 
+/// `{"prompts": "mask", "responses": "detect"}` (either may be left out; `null` clears both).
+fn pii(field: &str, v: &Value) -> Result<crate::pii::PiiOverride, KeyFieldError> {
+    let mut out = crate::pii::PiiOverride::default();
+    let m = match v {
+        Value::Null => return Ok(out),
+        Value::Object(m) => m,
+        _ => {
+            return Err(KeyFieldError::new(
+                field,
+                "must be an object like {\"prompts\": \"mask\", \"responses\": \"detect\"}",
+            ))
+        }
+    };
+    for (k, v) in m {
+        let path = format!("{field}.{k}");
+        let slot = match k.as_str() {
+            "prompts" => &mut out.prompts,
+            "responses" => &mut out.responses,
+            _ => {
+                return Err(KeyFieldError::new(
+                    path,
+                    "unknown field (known: prompts, responses)",
+                ))
+            }
+        };
+        *slot = match v {
+            Value::Null => None,
+            Value::String(s) => Some(s.parse().map_err(|_| {
+                KeyFieldError::new(&path, "expected \"off\", \"detect\", \"mask\" or \"block\"")
+            })?),
+            _ => {
+                return Err(KeyFieldError::new(
+                    path,
+                    "expected \"off\", \"detect\", \"mask\" or \"block\"",
+                ))
+            }
+        };
+    }
+    Ok(out)
+}
+
 fn cache_policy(field: &str, v: &Value) -> Result<KeyCachePolicy, KeyFieldError> {
     let bad_mode =
         |path: &str| KeyFieldError::new(path, "expected \"default\", \"off\" or \"threshold\"");
@@ -465,6 +510,9 @@ mod tests {
             err(json!({"cache_policy": {"mode": "sometimes"}})).starts_with("cache_policy.mode:")
         );
         assert!(err(json!({"cache_namespace": "a b"})).starts_with("cache_namespace:"));
+        assert!(err(json!({"pii": {"prompts": "hide"}})).starts_with("pii.prompts: expected"));
+        assert!(err(json!({"pii": {"answers": "mask"}})).starts_with("pii.answers: unknown field"));
+        assert!(err(json!({"pii": "mask"})).starts_with("pii: must be an object"));
         assert!(err(json!({"rpm_limit": 5})).starts_with("rpm_limit: unknown field"));
         assert!(err(json!({"id": "key_1"})).starts_with("id: is set by the gateway"));
         assert!(err(json!({"admin": "yes"})).starts_with("admin:"));
@@ -507,6 +555,7 @@ mod tests {
             expires_at: None,
             cache_namespace: None,
             cache_policy: KeyCachePolicy::Default,
+            pii: Default::default(),
             metadata: Map::new(),
             user_id: None,
             team_id: None,

@@ -64,6 +64,10 @@ pub struct VirtualKey {
     pub cache_namespace: Option<String>,
     /// Cache behaviour.
     pub cache_policy: KeyCachePolicy,
+    /// PII policy overrides for its requests (prompts, answers); absent: the group's or the
+    /// gateway's.
+    #[serde(default, skip_serializing_if = "crate::pii::PiiOverride::is_empty")]
+    pub pii: crate::pii::PiiOverride,
     /// Free-form metadata.
     pub metadata: serde_json::Map<String, serde_json::Value>,
     /// Owning user id.

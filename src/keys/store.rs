@@ -373,6 +373,7 @@ impl KeyStore {
             expires_at: None,
             cache_namespace: None,
             cache_policy: KeyCachePolicy::Default,
+            pii: Default::default(),
             metadata: serde_json::Map::new(),
             user_id: None,
             team_id: None,

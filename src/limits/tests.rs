@@ -42,6 +42,7 @@ fn key(id: &str, alias: Option<&str>, rpm: Option<u64>, tpm: Option<u64>) -> Vir
         expires_at: None,
         cache_namespace: None,
         cache_policy: Default::default(),
+        pii: Default::default(),
         metadata: Default::default(),
         user_id: None,
         team_id: None,

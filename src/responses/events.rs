@@ -10,11 +10,10 @@ use super::translate::{
     self, finish, function_call_item, item_status, message_item, output_item_id, output_text,
     refusal_part, Outcome,
 };
-use crate::stream::{event_data, SseSplitter};
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt};
+use futures_util::Stream;
 use serde_json::{json, Map, Value};
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 
@@ -486,6 +485,43 @@ impl EventEncoder {
 /// event is sent, so a stored response exists by the time the client sees the end.
 pub type OnFinal = Box<dyn FnOnce(Value) -> Pin<Box<dyn Future<Output = ()>>>>;
 
+/// An [`EventEncoder`] with the hook that stores the final object.
+struct WithFinal {
+    encoder: EventEncoder,
+    on_final: Option<OnFinal>,
+}
+
+impl crate::stream::Reencoder for WithFinal {
+    fn on_data(&mut self, data: &str) -> Vec<Bytes> {
+        self.encoder
+            .on_data(data)
+            .iter()
+            .map(Event::encode)
+            .collect()
+    }
+
+    fn is_done(&self) -> bool {
+        self.encoder.is_done()
+    }
+
+    fn truncated(&mut self) -> Vec<Bytes> {
+        self.encoder
+            .fail(
+                "server_error",
+                "the upstream stream ended before completion",
+            )
+            .iter()
+            .map(Event::encode)
+            .collect()
+    }
+
+    fn on_done(&mut self) -> Option<crate::stream::FinalHook> {
+        let response = self.encoder.take_final()?;
+        let f = self.on_final.take()?;
+        Some(f(response))
+    }
+}
+
 /// Runs a chat SSE byte stream (split anywhere) through an [`EventEncoder`].
 ///
 /// A stream that ends before `[DONE]` ends with `error` and `response.failed`, so clients see
@@ -498,81 +534,15 @@ pub fn responses_sse<S, E>(
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
 {
-    struct State<S> {
-        upstream: S,
-        splitter: SseSplitter,
-        encoder: EventEncoder,
-        queue: VecDeque<Bytes>,
-        on_final: Option<OnFinal>,
-        ended: bool,
-    }
-    impl<S> State<S> {
-        fn feed(&mut self, event: &[u8]) {
-            if let Some(data) = event_data(event) {
-                let events = self.encoder.on_data(&data);
-                self.queue.extend(events.iter().map(Event::encode));
-            }
-        }
-
-        async fn save_final(&mut self) {
-            if let Some(response) = self.encoder.take_final() {
-                if let Some(f) = self.on_final.take() {
-                    f(response).await;
-                }
-            }
-        }
-    }
-    let state = State {
-        upstream,
-        splitter: SseSplitter::default(),
-        encoder,
-        queue: VecDeque::new(),
-        on_final,
-        ended: false,
-    };
-    futures_util::stream::unfold(state, |mut s| async move {
-        loop {
-            if s.encoder.is_done() {
-                s.save_final().await;
-            }
-            if let Some(frame) = s.queue.pop_front() {
-                return Some((Ok(frame), s));
-            }
-            if s.ended || s.encoder.is_done() {
-                return None;
-            }
-            match s.upstream.next().await {
-                Some(Ok(bytes)) => {
-                    for event in s.splitter.push(&bytes) {
-                        s.feed(&event);
-                    }
-                }
-                Some(Err(e)) => {
-                    s.ended = true;
-                    return Some((Err(e), s));
-                }
-                None => {
-                    if let Some(rest) = s.splitter.finish() {
-                        s.feed(&rest);
-                    }
-                    if !s.encoder.is_done() {
-                        let events = s.encoder.fail(
-                            "server_error",
-                            "the upstream stream ended before completion",
-                        );
-                        s.queue.extend(events.iter().map(Event::encode));
-                    }
-                    s.ended = true;
-                }
-            }
-        }
-    })
+    crate::stream::reencode(upstream, WithFinal { encoder, on_final })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::responses::translate::{shell, to_response, ResponsesRequest};
+    use crate::stream::event_data;
+    use futures_util::StreamExt;
     use std::cell::RefCell;
     use std::convert::Infallible;
     use std::rc::Rc;

@@ -27,6 +27,7 @@ pub use translate::ResponsesRequest;
 use crate::auth::Principal;
 use crate::cache::CacheControl;
 use crate::error::ApiError;
+use crate::pii::{PiiBlocked, PiiPolicy};
 use crate::pipeline::{self, Caller, Reply, ReplyBody};
 use crate::state::AppState;
 use crate::store::StoreError;
@@ -165,15 +166,59 @@ pub async fn create(
         owner: Owner::of(principal),
         input_items: items.clone(),
     });
-    if native::serves(state, &req.model) {
-        return native::create(state, principal, req, items, saver, caller).await;
+    let chat_form = translate::to_chat(&req, &items).ok();
+    let policies = state.pii.policies(principal.pii(), &req.model);
+    let guarded = policies.prompts != PiiPolicy::Off || policies.responses != PiiPolicy::Off;
+    // With a PII policy in force, a request that has a chat form takes the translated path,
+    // where the guard masks, restores and scans exactly as for chat.
+    if native::serves(state, &req.model) && !(guarded && chat_form.is_some()) {
+        if guarded {
+            // No chat form (hosted tools): the input is scanned as it is; masking would need
+            // the native answer rewritten, so a masked policy refuses what it would mask.
+            let kinds = native::input_kinds(state.pii.scanner(), &items);
+            if !kinds.is_empty() && policies.prompts != PiiPolicy::Detect {
+                return Err(ApiError::from(PiiBlocked {
+                    direction: "prompt",
+                    kinds,
+                })
+                .into());
+            }
+            caller.pii_kinds = kinds;
+        }
+        // The cache speaks chat: a request with a chat form is looked up as one, a hit is
+        // served like a translated answer, and a miss goes native with a writer that stores
+        // its final Response in chat form. Requests with hosted tools have no chat form and
+        // are not cached.
+        let mut writer = None;
+        if let Some(chat) = chat_form.filter(|c| c.validate().is_ok()) {
+            if principal.allows_model(&req.model) {
+                let group = req.model.clone();
+                match pipeline::cache_first(state, principal, &group, &chat, control, caller)
+                    .await?
+                {
+                    Ok(hit) => return as_response(hit, &req, saver).await,
+                    Err(w) => writer = w.map(|w| (group, w)),
+                }
+            }
+        }
+        return native::create(state, principal, req, items, saver, caller, writer).await;
     }
 
-    let id = translate::new_id("resp");
-    let shell = translate::shell(&req, &id, events::unix_now());
     let chat = translate::to_chat(&req, &items)?;
     chat.validate()?;
     let reply = pipeline::chat(state, principal, chat, control, caller).await?;
+    as_response(reply, &req, saver).await
+}
+
+/// A chat reply (from an upstream or the cache) as the Response object or Responses events,
+/// stored when the request asked for it.
+async fn as_response(
+    reply: Reply,
+    req: &ResponsesRequest,
+    saver: Option<Saver>,
+) -> Result<Reply, ResponsesError> {
+    let id = translate::new_id("resp");
+    let shell = translate::shell(req, &id, events::unix_now());
     let body = match reply.body {
         ReplyBody::Json(bytes) => {
             let completion: Value = serde_json::from_slice(&bytes)

@@ -6,8 +6,8 @@
 //! before this point and is sent as explicit `input` items, so chains work across deployments
 //! and never depend on the upstream having stored anything. Routing, retries and failover are
 //! the chat pipeline's (`with_failover`), limits and budgets are admitted and settled as for
-//! chat (with the usage of the upstream's Response object); the semantic cache is not consulted
-//! on this path.
+//! chat (with the usage of the upstream's Response object). The cache is consulted before this
+//! point in chat form (`super::create`); a completed answer is written back here.
 
 use super::translate::{self, ResponsesRequest};
 use super::{ResponsesError, Saver};
@@ -15,7 +15,7 @@ use crate::auth::Principal;
 use crate::cache::CacheOutcome;
 use crate::error::ApiError;
 use crate::limits::{self, Demand, Ticket};
-use crate::pipeline::{self, Caller, Reply, ReplyBody};
+use crate::pipeline::{self, CacheCtx, Caller, Reply, ReplyBody};
 use crate::providers::{self, UpstreamError};
 use crate::router::Needs;
 use crate::spend::{Charge, Payer, Spend};
@@ -126,6 +126,7 @@ pub(super) async fn create(
     items: Vec<Value>,
     saver: Option<Saver>,
     caller: &mut Caller,
+    cache: Option<(String, CacheCtx)>,
 ) -> Result<Reply, ResponsesError> {
     if !principal.allows_model(&req.model) {
         return Err(ApiError::ModelNotAllowed {
@@ -147,12 +148,11 @@ pub(super) async fn create(
     let previous = req.previous_response_id.clone();
 
     // Limits and budgets, everything at once (no cache hit can make them moot).
-    let payer = Payer {
-        key_id: principal.key_id().to_string(),
-        key: principal.key().cloned(),
-        user: caller.user.clone(),
-    };
-    state.spend.check(&payer).map_err(ApiError::from)?;
+    let payer = caller.payer(principal);
+    state
+        .spend
+        .check_with(&payer, pipeline::expected_cost(&route, &needs))
+        .map_err(ApiError::from)?;
     let scopes = state.limits.scopes(
         principal.key().map(|k| &**k),
         caller.user.as_deref(),
@@ -170,6 +170,9 @@ pub(super) async fn create(
         caller.rate = Some(*ticket.headers());
     }
     let group = route.group.clone();
+    let outcome = cache
+        .as_ref()
+        .map_or(CacheOutcome::Bypass, |(_, c)| c.outcome());
 
     if !req.is_stream() {
         let result = pipeline::with_failover(state, route, &needs, |t| {
@@ -202,6 +205,11 @@ pub(super) async fn create(
         let usage = translate::chat_usage(response.get("usage"));
         let cost_usd = d.price.map(|p| p.cost(&usage));
         account.settle(usage, cost_usd.unwrap_or(0.0));
+        caller.set_usage(usage);
+        // Stored before the answer is sent, as for chat: an acknowledged answer is a stored one.
+        if let (Some((group, ctx)), Some(completion)) = (cache, cacheable_completion(&response)) {
+            ctx.store(&group, &completion, usage).await;
+        }
         let out = serde_json::to_vec(&response)
             .map_err(|e| ApiError::Internal(format!("cannot encode response: {e}")))?;
         if let Some(s) = saver {
@@ -211,7 +219,7 @@ pub(super) async fn create(
             cost_usd,
             deployment: Some(d),
             route_reason: Some(routed.reason),
-            outcome: CacheOutcome::Bypass,
+            outcome,
             hit: None,
             body: ReplyBody::Json(Bytes::from(out)),
         });
@@ -248,16 +256,25 @@ pub(super) async fn create(
         slot: routed.slot,
     };
     let price = d.price;
+    let usage_cell = Arc::clone(&caller.usage);
     let settle: Settle = Box::new(move |response: Option<&Value>| {
         let usage = translate::chat_usage(response.and_then(|r| r.get("usage")));
+        if response.is_some() {
+            *usage_cell.lock() = Some(usage);
+        }
         account.settle(usage, price.map_or(0.0, |p| p.cost(&usage)));
+        if let (Some((group, ctx)), Some(completion)) =
+            (cache, response.and_then(cacheable_completion))
+        {
+            ctx.store_later(group, completion, usage);
+        }
     });
     let upstream = futures_util::stream::once(async move { Ok(first) }).chain(rest);
     Ok(Reply {
         deployment: Some(d),
         route_reason: Some(routed.reason),
         cost_usd: None,
-        outcome: CacheOutcome::Bypass,
+        outcome,
         hit: None,
         body: ReplyBody::Stream(Box::pin(passthrough_sse(
             Box::pin(upstream),
@@ -266,6 +283,30 @@ pub(super) async fn create(
             Some(settle),
         ))),
     })
+}
+
+/// Kind names of the PII in every string of the input items (for requests with no chat form).
+pub(super) fn input_kinds(scanner: &crate::pii::Scanner, items: &[Value]) -> Vec<String> {
+    fn walk(
+        v: &Value,
+        scanner: &crate::pii::Scanner,
+        out: &mut std::collections::BTreeSet<String>,
+    ) {
+        match v {
+            Value::String(s) => out.extend(scanner.kinds(s).iter().map(|k| k.as_str().to_string())),
+            Value::Array(a) => a.iter().for_each(|v| walk(v, scanner, out)),
+            Value::Object(m) => m.values().for_each(|v| walk(v, scanner, out)),
+            _ => {}
+        }
+    }
+    let mut out = std::collections::BTreeSet::new();
+    items.iter().for_each(|i| walk(i, scanner, &mut out));
+    out.into_iter().collect()
+}
+
+/// A completed native answer in the chat form the cache stores and every surface replays.
+fn cacheable_completion(response: &Value) -> Option<Value> {
+    translate::to_completion(response).filter(crate::cache::cacheable)
 }
 
 /// Called once when a passed-through stream ends, with its final Response object if one came.
@@ -298,6 +339,10 @@ where
         saver: Option<Saver>,
         settle: Option<Settle>,
         final_response: Option<Value>,
+        /// The latest Response object seen (from `response.created` on): what `response.failed`
+        /// reports when the upstream breaks before its own final event.
+        last_response: Option<Value>,
+        finished: bool,
         next_seq: u64,
         ended: bool,
     }
@@ -325,6 +370,9 @@ where
             patch(response, self.previous.as_deref());
             if FINAL_EVENTS.contains(&kind.as_str()) {
                 self.final_response = Some(response.clone());
+                self.finished = true;
+            } else {
+                self.last_response = Some(response.clone());
             }
             let mut out = format!("event: {kind}\ndata: ").into_bytes();
             // Serializing a `Value` to a Vec cannot fail.
@@ -333,11 +381,27 @@ where
             self.queue.push_back(Bytes::from(out));
         }
 
+        /// An `error` event then `response.failed`, as a live response that fails ends, so
+        /// SDKs waiting for a terminal event get one.
         fn error(&mut self, message: &str) {
             let data = json!({"type": "error", "sequence_number": self.next_seq,
                 "code": "server_error", "message": message, "param": null});
+            self.next_seq += 1;
             self.queue
                 .push_back(Bytes::from(format!("event: error\ndata: {data}\n\n")));
+            let mut response = self
+                .last_response
+                .take()
+                .unwrap_or_else(|| json!({"object": "response"}));
+            response["status"] = json!("failed");
+            response["error"] = json!({"code": "server_error", "message": message});
+            let data = json!({"type": "response.failed", "sequence_number": self.next_seq,
+                "response": response});
+            self.next_seq += 1;
+            self.queue.push_back(Bytes::from(format!(
+                "event: response.failed\ndata: {data}\n\n"
+            )));
+            self.finished = true;
         }
     }
     let state = State {
@@ -348,6 +412,8 @@ where
         saver,
         settle,
         final_response: None,
+        last_response: None,
+        finished: false,
         next_seq: 0,
         ended: false,
     };
@@ -384,6 +450,9 @@ where
                 None => {
                     if let Some(rest) = s.splitter.finish() {
                         s.feed(rest);
+                    }
+                    if !s.finished {
+                        s.error("the upstream stream ended before completion");
                     }
                     s.ended = true;
                 }
@@ -486,5 +555,32 @@ mod tests {
         );
         assert_eq!(err["type"], "error");
         assert_eq!(err["sequence_number"], 1);
+        let failed: Value = serde_json::from_str(&event_data(&frames[2]).unwrap()).unwrap();
+        assert_eq!(failed["type"], "response.failed");
+        assert_eq!(failed["sequence_number"], 2);
+        assert_eq!(failed["response"]["status"], "failed");
+        assert_eq!(frames.len(), 3);
+
+        // An upstream that just stops (no final event) fails the response the same way.
+        let cut: Vec<Result<Bytes, UpstreamError>> = vec![Ok(Bytes::from_static(
+            b"event: response.created\ndata: {\"type\":\"response.created\",\"sequence_number\":0,\"response\":{\"id\":\"resp_c\"}}\n\n",
+        ))];
+        let frames: Vec<Bytes> = passthrough_sse(futures_util::stream::iter(cut), None, None, None)
+            .map(|r| match r {
+                Ok(b) => b,
+                Err(e) => match e {},
+            })
+            .collect()
+            .await;
+        let kinds: Vec<String> = frames
+            .iter()
+            .map(|f| {
+                let v: Value = serde_json::from_str(&event_data(f).unwrap()).unwrap();
+                v["type"].as_str().unwrap().to_string()
+            })
+            .collect();
+        assert_eq!(kinds, ["response.created", "error", "response.failed"]);
+        let failed: Value = serde_json::from_str(&event_data(&frames[2]).unwrap()).unwrap();
+        assert_eq!(failed["response"]["id"], "resp_c");
     }
 }

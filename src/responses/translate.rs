@@ -995,6 +995,67 @@ pub fn to_response(completion: &Value, shell: Value, now: u64) -> Value {
     )
 }
 
+/// A completed Response object (from a native upstream) as the chat completion the cache
+/// stores, so that native and translated answers share one cache. `None` when the answer has
+/// no chat form (hosted tool calls, an unfinished or failed response): such answers are not
+/// cached. Reasoning items are dropped: they change nothing the client reads from a hit.
+pub fn to_completion(response: &Value) -> Option<Value> {
+    if response.get("status").and_then(Value::as_str) != Some("completed") {
+        return None;
+    }
+    let mut text = String::new();
+    let mut refusal = String::new();
+    let mut calls = Vec::new();
+    for item in response.get("output")?.as_array()? {
+        match item.get("type").and_then(Value::as_str)? {
+            "message" => {
+                for part in item.get("content")?.as_array()? {
+                    match part.get("type").and_then(Value::as_str)? {
+                        "output_text" => text.push_str(part.get("text")?.as_str()?),
+                        "refusal" => refusal.push_str(part.get("refusal")?.as_str()?),
+                        _ => return None,
+                    }
+                }
+            }
+            "function_call" => {
+                let field = |k: &str| item.get(k).and_then(Value::as_str);
+                calls.push(json!({
+                    "id": field("call_id")?,
+                    "type": "function",
+                    "function": {"name": field("name")?, "arguments": field("arguments")?},
+                }));
+            }
+            "reasoning" => {}
+            _ => return None,
+        }
+    }
+    let mut message = json!({"role": "assistant", "content": if text.is_empty() && !calls.is_empty() { Value::Null } else { json!(text) }});
+    if !refusal.is_empty() {
+        message["refusal"] = json!(refusal);
+    }
+    let finish_reason = if calls.is_empty() {
+        "stop"
+    } else {
+        "tool_calls"
+    };
+    if !calls.is_empty() {
+        message["tool_calls"] = Value::Array(calls);
+    }
+    let usage = chat_usage(response.get("usage"));
+    Some(json!({
+        "id": response.get("id").cloned().unwrap_or(Value::Null),
+        "object": "chat.completion",
+        "created": response.get("created_at").cloned().unwrap_or(json!(0)),
+        "model": response.get("model").cloned().unwrap_or(Value::Null),
+        "choices": [{"index": 0, "message": message, "finish_reason": finish_reason}],
+        "usage": {
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+        },
+    }))
+}
+
 /// Token counts of a Responses usage object as chat usage (for cost and metrics).
 pub fn chat_usage(responses_usage: Option<&Value>) -> crate::wire::Usage {
     let n = |k: &str| {
@@ -1023,6 +1084,44 @@ mod tests {
         let r = req(v);
         let items = normalize_input(r.input.as_ref()).unwrap();
         serde_json::to_value(to_chat(&r, &items).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn native_responses_become_completions_and_back() {
+        let response = json!({
+            "id": "resp_n", "object": "response", "created_at": 7, "status": "completed",
+            "model": "gpt-4o",
+            "output": [
+                {"type": "reasoning", "id": "rs_1", "summary": []},
+                {"type": "message", "id": "msg_1", "role": "assistant", "status": "completed",
+                 "content": [{"type": "output_text", "text": "Hel", "annotations": []},
+                             {"type": "output_text", "text": "lo", "annotations": []}]},
+                {"type": "function_call", "id": "fc_1", "call_id": "call_9", "name": "f",
+                 "arguments": "{\"a\":1}", "status": "completed"}
+            ],
+            "usage": {"input_tokens": 5, "output_tokens": 3, "total_tokens": 8}
+        });
+        let c = to_completion(&response).unwrap();
+        assert_eq!(c["choices"][0]["message"]["content"], "Hello");
+        assert_eq!(c["choices"][0]["finish_reason"], "tool_calls");
+        assert_eq!(
+            c["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"],
+            "{\"a\":1}"
+        );
+        assert_eq!(c["usage"]["total_tokens"], 8);
+        // And back: what a cache hit on the native path sends.
+        let again = to_response(&c, json!({"id": "resp_h"}), 9);
+        assert_eq!(again["output"][0]["content"][0]["text"], "Hello");
+        assert_eq!(again["output"][1]["call_id"], "call_9");
+
+        // No chat form, or not finished: not cached.
+        let mut hosted = response.clone();
+        hosted["output"] =
+            json!([{"type": "web_search_call", "id": "ws_1", "status": "completed"}]);
+        assert!(to_completion(&hosted).is_none());
+        let mut partial = response;
+        partial["status"] = json!("incomplete");
+        assert!(to_completion(&partial).is_none());
     }
 
     #[test]

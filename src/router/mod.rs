@@ -245,6 +245,12 @@ pub enum FailureClass {
 }
 
 impl FailureClass {
+    /// Whether the failure counts against the deployment's health (error rate, cooldown):
+    /// outages, rate limits and timeouts do; a request the upstream rejected as wrong does not.
+    pub fn blames_deployment(self) -> bool {
+        matches!(self, Self::General)
+    }
+
     /// Classifies an upstream error.
     pub fn of(e: &UpstreamError) -> Self {
         use crate::providers::UpstreamErrorKind as K;

@@ -89,6 +89,9 @@ pub struct BudgetsConfig {
     pub user: Option<Budget>,
     /// Named end users, instead of `user`.
     pub users: BTreeMap<String, Budget>,
+    /// Whether a cache hit's saved cost (what it would have cost upstream) counts against
+    /// budgets, so a spent budget also stops hits. Off by default: hits are free.
+    pub count_cache_hits: bool,
 }
 
 /// Totals of one rollup row (and of a report row).
@@ -242,6 +245,8 @@ pub struct BudgetRefusal {
     pub resets_at: Option<u64>,
     /// Time until then.
     pub retry_after: Option<Duration>,
+    /// What the refused request was expected to cost (0 when unknown).
+    pub expected_usd: f64,
 }
 
 impl fmt::Display for BudgetRefusal {
@@ -256,6 +261,9 @@ impl fmt::Display for BudgetRefusal {
             "budget exceeded for {who}: spent ${:.4} of ${:.4}",
             self.spend, self.max_budget
         )?;
+        if self.expected_usd > 0.0 && self.spend < self.max_budget {
+            write!(f, " and this request would cost ~${:.4}", self.expected_usd)?;
+        }
         match (self.duration_secs, self.resets_at) {
             (Some(d), Some(at)) => write!(
                 f,
@@ -361,6 +369,11 @@ impl Spend {
         self.clock.now_ms() / 1_000
     }
 
+    /// Whether cache hits are charged against budgets (and so refused by a spent one).
+    pub fn counts_cache_hits(&self) -> bool {
+        self.budgets.count_cache_hits
+    }
+
     /// The budgets that apply to a payer.
     fn applicable(&self, payer: &Payer) -> Vec<Applicable> {
         let mut out = Vec::with_capacity(3);
@@ -449,6 +462,18 @@ impl Spend {
 
     /// Refuses a payer whose key, user or the gateway has spent its budget in the current window.
     pub fn check(&self, payer: &Payer) -> Result<(), BudgetRefusal> {
+        self.check_with(payer, 0.0)
+    }
+
+    /// Like [`Spend::check`], and also refuses a request whose expected cost (the prompt at the
+    /// chosen deployment's price, plus `max_tokens` of output when set) would take a budget past
+    /// its limit.
+    pub fn check_with(&self, payer: &Payer, expected_usd: f64) -> Result<(), BudgetRefusal> {
+        let expected_usd = if expected_usd.is_finite() {
+            expected_usd.max(0.0)
+        } else {
+            0.0
+        };
         let budgets = self.applicable(payer);
         if budgets.is_empty() {
             return Ok(());
@@ -458,7 +483,10 @@ impl Spend {
         let mut map = self.windows.lock();
         for a in &budgets {
             let w = self.window(&mut map, a, now);
-            if w.spend >= a.budget.max_budget {
+            // The tolerance keeps a request that lands exactly on the budget (in decimal) from
+            // being refused over float rounding.
+            let would_pass = w.spend + expected_usd > a.budget.max_budget + 1e-9;
+            if w.spend >= a.budget.max_budget || (expected_usd > 0.0 && would_pass) {
                 let (_, end) = window_of(a.origin, a.budget.duration_secs, now);
                 metrics::counter!(BUDGET_EXCEEDED_TOTAL, "scope" => a.id.scope.as_str())
                     .increment(1);
@@ -471,6 +499,7 @@ impl Spend {
                     resets_at: end,
                     retry_after: end
                         .map(|e| Duration::from_millis((e * 1_000).saturating_sub(now_ms))),
+                    expected_usd,
                 });
             }
         }
@@ -516,6 +545,8 @@ impl Spend {
         if t.spend_usd > 0.0 {
             metrics::gauge!(SPEND_USD, "model_group" => c.group.to_string()).increment(t.spend_usd);
             self.charge_budgets(payer, t.spend_usd, now);
+        } else if t.saved_usd > 0.0 && self.budgets.count_cache_hits {
+            self.charge_budgets(payer, t.saved_usd, now);
         }
     }
 

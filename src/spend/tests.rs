@@ -51,6 +51,7 @@ fn key(max_budget: Option<f64>, duration: Option<u64>, created_at: u64) -> Arc<V
         expires_at: None,
         cache_namespace: None,
         cache_policy: Default::default(),
+        pii: Default::default(),
         metadata: Default::default(),
         user_id: None,
         team_id: None,
@@ -113,6 +114,57 @@ fn key_budget_refuses_until_its_window_ends() {
 }
 
 #[test]
+fn a_request_that_would_pass_the_budget_is_refused() {
+    let f = fixture(BudgetsConfig::default());
+    let p = payer(Some(key(Some(1.0), None, 0)), None);
+    pay(&f, &p, 0.7);
+    // $0.25 more fits; $0.35 more would take the key past its $1.
+    f.spend.check_with(&p, 0.25).unwrap();
+    let r = f.spend.check_with(&p, 0.35).unwrap_err();
+    assert_eq!(r.expected_usd, 0.35);
+    assert!(
+        r.to_string()
+            .starts_with("budget exceeded for key 'team-a': spent $0.7000 of $1.0000 and this request would cost ~$0.3500"),
+        "{r}"
+    );
+    // A nonsense estimate is ignored rather than trusted.
+    f.spend.check_with(&p, f64::NAN).unwrap();
+    f.spend.check_with(&p, -5.0).unwrap();
+}
+
+#[test]
+fn cache_hits_are_free_unless_configured_to_count() {
+    let hit = |f: &Fixture, p: &Payer| {
+        f.spend.record(
+            p,
+            &Charge {
+                group: "g",
+                usage: usage(100, 100),
+                cost_usd: 0.0,
+                cache_hit: true,
+            },
+        )
+    };
+    // Default: a hit saves $0.30 at g's prices and charges nothing.
+    let f = fixture(BudgetsConfig::default());
+    let p = payer(Some(key(Some(0.5), None, 0)), None);
+    assert!(!f.spend.counts_cache_hits());
+    hit(&f, &p);
+    hit(&f, &p);
+    f.spend.check(&p).unwrap();
+    // Configured: what a hit saved counts against the budget, so the second one spends it.
+    let f = fixture(BudgetsConfig {
+        count_cache_hits: true,
+        ..BudgetsConfig::default()
+    });
+    assert!(f.spend.counts_cache_hits());
+    hit(&f, &p);
+    f.spend.check(&p).unwrap();
+    hit(&f, &p);
+    assert!(f.spend.check(&p).is_err());
+}
+
+#[test]
 fn a_budget_without_duration_never_resets() {
     let f = fixture(BudgetsConfig::default());
     let p = payer(Some(key(Some(0.5), None, 0)), None);
@@ -142,6 +194,7 @@ fn user_and_global_budgets_use_utc_windows() {
                 duration_secs: Some(3_600),
             },
         )]),
+        count_cache_hits: false,
     });
     let alice = payer(None, Some("alice"));
     let vip = payer(None, Some("vip"));

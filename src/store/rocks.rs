@@ -57,6 +57,8 @@ column_families! {
     Spend => "spend",
     /// stored Responses API objects and their input items (owned by `responses`).
     Responses => "responses",
+    /// audit record seq (u64 big-endian) -> sealed JSON record, hash-chained (owned by `audit`).
+    Audit => "audit",
 }
 
 /// A raw record as read by [`Store::iter_from`]: `(key, value)`.

@@ -5,9 +5,13 @@
 //! OpenAI-format SSE) and nothing of caching (it reports, the pipeline decides).
 
 mod accumulate;
+mod on_end;
+mod reencode;
 mod sse;
 
 pub use accumulate::ChatAccumulator;
+pub use on_end::OnEnd;
+pub use reencode::{reencode, FinalHook, Reencoder};
 pub use sse::{event_data, sse_data, SseSplitter, SSE_DONE};
 
 use crate::providers::{ChunkStream, UpstreamError};

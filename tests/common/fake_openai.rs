@@ -218,6 +218,25 @@ async fn chat(req: HttpRequest, shared: web::Data<Shared>, body: web::Bytes) -> 
             );
         }
     }
+    // fake-429-once: the first call is rate limited the way OpenAI does it (retry-after-ms and
+    // x-ratelimit-* headers), later calls answer.
+    if model == "fake-429-once" {
+        let seen = shared
+            .calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| c.body["model"] == model.as_str())
+            .count();
+        if seen <= 1 {
+            return HttpResponse::TooManyRequests()
+                .insert_header(("retry-after-ms", "300"))
+                .insert_header(("x-ratelimit-limit-requests", "60"))
+                .insert_header(("x-ratelimit-remaining-requests", "0"))
+                .insert_header(("x-ratelimit-reset-requests", "300ms"))
+                .json(json!({"error": {"message": "Rate limit reached for requests", "type": "requests", "param": null, "code": "rate_limit_exceeded"}}));
+        }
+    }
     // fake-delay-MS: answers after MS milliseconds.
     if let Some(ms) = model
         .strip_prefix("fake-delay-")

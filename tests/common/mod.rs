@@ -18,6 +18,8 @@ use std::time::Duration;
 pub struct TestGateway {
     pub child: Child,
     pub base: String,
+    /// Base URL of the admin listener (`sluice.admin_listen`), when the config has one.
+    pub admin_base: Option<String>,
     pub dir: tempfile::TempDir,
     pub stderr: std::sync::Arc<std::sync::Mutex<String>>,
 }
@@ -88,23 +90,31 @@ impl GatewayBuilder {
         std::thread::spawn(move || {
             for line in BufReader::new(out).lines().map_while(Result::ok) {
                 if let Some(url) = line.strip_prefix("sluice listening on ") {
-                    let _ = tx.send(url.to_string());
+                    let _ = tx.send((false, url.to_string()));
+                } else if let Some(url) = line.strip_prefix("sluice admin listening on ") {
+                    let _ = tx.send((true, url.to_string()));
                 }
             }
         });
-        let base = match rx.recv_timeout(Duration::from_secs(120)) {
-            Ok(b) => b,
-            Err(_) => {
-                let _ = child.kill();
-                panic!(
-                    "gateway did not start; stderr:\n{}",
-                    stderr_buf.lock().unwrap()
-                );
+        // The gateway prints its admin line (if any) before the main one.
+        let mut admin_base = None;
+        let base = loop {
+            match rx.recv_timeout(Duration::from_secs(120)) {
+                Ok((true, url)) => admin_base = Some(url),
+                Ok((false, url)) => break url,
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!(
+                        "gateway did not start; stderr:\n{}",
+                        stderr_buf.lock().unwrap()
+                    );
+                }
             }
         };
         TestGateway {
             child,
             base,
+            admin_base,
             dir,
             stderr: stderr_buf,
         }
@@ -118,6 +128,12 @@ impl TestGateway {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// A URL on the admin listener; panics when the config has no `sluice.admin_listen`.
+    pub fn admin_url(&self, path: &str) -> String {
+        let base = self.admin_base.as_ref().expect("no admin listener");
+        format!("{base}{path}")
     }
 
     pub fn stderr(&self) -> String {

@@ -9,11 +9,10 @@ use super::wire::{
     BlockDelta, ContentBlock, DeltaUsage, ErrorDetail, MessageDeltaBody, MessageResponse,
     MessageRole, MessageUsage, StreamEvent,
 };
-use crate::stream::{event_data, SseSplitter};
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt};
+use futures_util::Stream;
 use serde_json::{json, Value};
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 
 /// Encodes one Anthropic event with its `event:` line.
 pub(crate) fn encode(event: &StreamEvent) -> Bytes {
@@ -260,6 +259,26 @@ impl EventEncoder {
     }
 }
 
+impl crate::stream::Reencoder for EventEncoder {
+    fn on_data(&mut self, data: &str) -> Vec<Bytes> {
+        EventEncoder::on_data(self, data)
+            .iter()
+            .map(encode)
+            .collect()
+    }
+
+    fn is_done(&self) -> bool {
+        EventEncoder::is_done(self)
+    }
+
+    fn truncated(&mut self) -> Vec<Bytes> {
+        vec![encode(&self.fail(
+            "api_error",
+            "the upstream stream ended before completion",
+        ))]
+    }
+}
+
 /// Runs an OpenAI SSE byte stream (split anywhere) through an [`EventEncoder`].
 ///
 /// A stream that ends before `[DONE]` ends with an `error` event, so Anthropic clients see
@@ -268,66 +287,14 @@ pub(crate) fn anthropic_sse<S, E>(upstream: S) -> impl Stream<Item = Result<Byte
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
 {
-    struct State<S> {
-        upstream: S,
-        splitter: SseSplitter,
-        encoder: EventEncoder,
-        queue: VecDeque<Bytes>,
-        ended: bool,
-    }
-    impl<S> State<S> {
-        fn feed(&mut self, event: &[u8]) {
-            if let Some(data) = event_data(event) {
-                let events = self.encoder.on_data(&data);
-                self.queue.extend(events.iter().map(encode));
-            }
-        }
-    }
-    let state = State {
-        upstream,
-        splitter: SseSplitter::default(),
-        encoder: EventEncoder::default(),
-        queue: VecDeque::new(),
-        ended: false,
-    };
-    futures_util::stream::unfold(state, |mut s| async move {
-        loop {
-            if let Some(frame) = s.queue.pop_front() {
-                return Some((Ok(frame), s));
-            }
-            if s.ended || s.encoder.is_done() {
-                return None;
-            }
-            match s.upstream.next().await {
-                Some(Ok(bytes)) => {
-                    for event in s.splitter.push(&bytes) {
-                        s.feed(&event);
-                    }
-                }
-                Some(Err(e)) => {
-                    s.ended = true;
-                    return Some((Err(e), s));
-                }
-                None => {
-                    if let Some(rest) = s.splitter.finish() {
-                        s.feed(&rest);
-                    }
-                    if !s.encoder.is_done() {
-                        let e = s
-                            .encoder
-                            .fail("api_error", "the upstream stream ended before completion");
-                        s.queue.push_back(encode(&e));
-                    }
-                    s.ended = true;
-                }
-            }
-        }
-    })
+    crate::stream::reencode(upstream, EventEncoder::default())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stream::event_data;
+    use futures_util::StreamExt;
     use std::convert::Infallible;
 
     fn chunk(delta: Value, finish: Value) -> String {
