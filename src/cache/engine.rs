@@ -3,6 +3,11 @@
 //!
 //! RocksDB (through `store`) is the source of truth; the HNSW index and the in-memory table of
 //! live entries are derived from it at start-up.
+//!
+//! Start-up does not wait for the graph: [`CacheEngine::open`] scans the store into the live table
+//! and returns, and a background thread loads the snapshot (or rebuilds the graph) and swaps it
+//! in. Until then exact hits and small scopes (compared one by one) are served as usual, and
+//! semantic lookups in larger scopes are misses, never wrong answers.
 
 use super::entry::{now_ms, CacheEntry};
 use super::key::CacheKeys;
@@ -14,12 +19,12 @@ use crate::index::{IndexParams, SharedIndex, VectorIndex, DEFAULT_EF_SEARCH};
 use crate::store::{CacheStore, Store, StoreError, StoreOptions};
 use crate::telemetry as t;
 use crate::wire::Usage;
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Condvar, Mutex, RwLock};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
@@ -177,6 +182,8 @@ struct Stats {
     /// Micro-dollars.
     usd_saved_micros: AtomicU64,
     similarity: [AtomicU64; SIM_BUCKETS],
+    /// Semantic lookups answered as misses because the index was still loading.
+    lookups_index_loading: AtomicU64,
 }
 
 /// State of one in-flight miss that others wait on.
@@ -274,6 +281,25 @@ pub struct CacheEngine {
     snapshot_dir: PathBuf,
     groups: Vec<String>,
     prices: HashMap<String, (f64, f64)>,
+    /// Whether the background start-up load has swapped the real graph in.
+    readiness: Arc<Readiness>,
+}
+
+/// Start-up load state, shared with the loader thread so that it can signal after letting go of
+/// the engine (a waiter may drop the engine and reopen the store at once).
+#[derive(Debug, Default)]
+struct Readiness {
+    ready: AtomicBool,
+    lock: Mutex<bool>,
+    changed: Condvar,
+}
+
+impl Readiness {
+    fn set(&self) {
+        self.ready.store(true, Ordering::Release);
+        *self.lock.lock() = true;
+        self.changed.notify_all();
+    }
 }
 
 fn sim_bucket(sim: f32) -> usize {
@@ -281,11 +307,12 @@ fn sim_bucket(sim: f32) -> usize {
 }
 
 /// Re-embeds every stored query when the data was written by another embedding model, rewrites
-/// the entries with the new vectors and records the model. Returns whether anything changed.
+/// the entries with the new vectors and records the model. `ids` are the live entries that carry
+/// a vector. Returns whether anything changed.
 fn reembed_if_model_changed(
     store: &Store,
     embedder: &Embedder,
-    vectors: &mut Vec<(u64, Vec<f32>)>,
+    ids: &[u64],
 ) -> Result<bool, CacheError> {
     let current = embedder.model().as_str();
     // Data from before the model was recorded came from the reference model.
@@ -293,7 +320,7 @@ fn reembed_if_model_changed(
         || EmbeddingModel::Reference.as_str().to_string(),
         |b| String::from_utf8_lossy(&b).into_owned(),
     );
-    if stored == current || vectors.is_empty() {
+    if stored == current || ids.is_empty() {
         if stored != current {
             store.put_setting(MODEL_KEY, current.as_bytes())?;
         }
@@ -303,13 +330,13 @@ fn reembed_if_model_changed(
     tracing::warn!(
         from = %stored,
         to = current,
-        entries = vectors.len(),
+        entries = ids.len(),
         "embedding model changed: re-embedding the cached queries and rebuilding the index"
     );
-    let mut fresh = Vec::with_capacity(vectors.len());
-    for batch in vectors.chunks(256) {
+    let mut count = 0usize;
+    for batch in ids.chunks(256) {
         let mut entries = Vec::with_capacity(batch.len());
-        for (id, _) in batch {
+        for id in batch {
             let Some(bytes) = store.get_entry(*id)? else {
                 continue;
             };
@@ -324,16 +351,15 @@ fn reembed_if_model_changed(
             .collect();
         let embedded = embedder.embed_batch(&texts)?;
         for ((id, mut entry), v) in entries.into_iter().zip(embedded) {
-            entry.embedding = Some(v.clone());
+            entry.embedding = Some(v);
             let bytes = entry.encode().map_err(CacheError::Startup)?;
             store.put_entry(id, &bytes, Some(&entry.exact))?;
-            fresh.push((id, v));
+            count += 1;
         }
     }
-    *vectors = fresh;
     store.put_setting(MODEL_KEY, current.as_bytes())?;
     tracing::info!(
-        entries = vectors.len(),
+        entries = count,
         elapsed_ms = started.elapsed().as_millis() as u64,
         "cached queries re-embedded"
     );
@@ -376,10 +402,12 @@ impl CacheEngine {
             None => opts.defaults.clone(),
         };
 
-        // Live entries and their vectors, from the source of truth.
+        // Live entries from the source of truth. Their vectors are not kept: the snapshot holds
+        // them, and the loader reads the few written after it from the store again.
+        let scan_started = Instant::now();
         let now = now_ms();
         let mut live = Live::default();
-        let mut vectors: Vec<(u64, Vec<f32>)> = Vec::new();
+        let mut with_vector: Vec<u64> = Vec::new();
         let mut expired = Vec::new();
         for record in store.entries_from(0) {
             let (id, bytes) = record?;
@@ -395,80 +423,187 @@ impl CacheEngine {
                 continue;
             }
             live.insert(id, Meta::of(&entry, bytes.len(), entry.created_ms));
-            if let Some(v) = entry.embedding {
-                vectors.push((id, v));
+            if entry.embedding.is_some() {
+                with_vector.push(id);
             }
         }
         for (id, exact) in &expired {
             store.delete_entry(*id, Some(exact))?;
         }
+        let scan_ms = scan_started.elapsed().as_millis() as u64;
 
         let snapshot_dir = opts.data_dir.join("index");
         // Vectors of different models do not mix: after a model change, re-embed the stored
         // queries and rebuild the index rather than load a snapshot of the old vectors.
-        let model_changed = reembed_if_model_changed(&store, &embedder, &mut vectors)?;
-        if model_changed {
+        if reembed_if_model_changed(&store, &embedder, &with_vector)? {
             let _ = std::fs::remove_dir_all(&snapshot_dir);
         }
-        let params = IndexParams {
-            capacity_hint: vectors.len().max(10_000),
+        let entries_with_vector = with_vector.len();
+        drop(with_vector);
+        // Until the loader swaps the real graph in, writes go to this placeholder; the loader
+        // replays them from the store after the swap.
+        let placeholder = VectorIndex::new(IndexParams {
+            capacity_hint: 1024,
             ..IndexParams::default()
-        };
-        let (index, tombstones) = match VectorIndex::load(&snapshot_dir) {
-            Ok(Some((index, last_id))) => {
-                let newer: Vec<(u64, Vec<f32>)> = vectors
-                    .iter()
-                    .filter(|(id, _)| *id > last_id)
-                    .cloned()
-                    .collect();
-                let caught_up = newer.len();
-                if let Err(e) = index.insert_batch(&newer) {
-                    tracing::warn!(error = %e, "could not replay entries after the snapshot");
-                }
-                let tombstones = index.len().saturating_sub(vectors.len());
-                tracing::info!(
-                    snapshot_entries = index.len() - caught_up,
-                    caught_up,
-                    "index loaded from snapshot"
-                );
-                (index, tombstones)
-            }
-            Ok(None) => {
-                tracing::info!(
-                    entries = vectors.len(),
-                    "no index snapshot: rebuilding the index from RocksDB"
-                );
-                (VectorIndex::rebuild(params, vectors.clone()), 0)
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, entries = vectors.len(), "index snapshot is damaged: rebuilding the index from RocksDB");
-                (VectorIndex::rebuild(params, vectors.clone()), 0)
-            }
-        };
+        });
         let engine = Arc::new(Self {
             store,
-            index: SharedIndex::new(index),
+            index: SharedIndex::new(placeholder),
             embedder,
             verify: opts.verify,
             settings: RwLock::new(settings),
             live: RwLock::new(live),
             inflight: Mutex::new(HashMap::new()),
             stats: Stats::default(),
-            tombstones: AtomicUsize::new(tombstones),
+            tombstones: AtomicUsize::new(0),
             inserts_since_snapshot: AtomicUsize::new(0),
             rebuilding: Mutex::new(()),
             last_snapshot: Mutex::new(Instant::now()),
             snapshot_dir,
             groups: opts.groups,
             prices: opts.prices,
+            readiness: Arc::new(Readiness::default()),
         });
         engine.update_gauges();
+        metrics::gauge!(t::CACHE_INDEX_LOADING).set(1.0);
+        let weak = Arc::downgrade(&engine);
+        let readiness = Arc::clone(&engine.readiness);
+        let spawned = std::thread::Builder::new()
+            .name("sluice-index-load".into())
+            .spawn(move || {
+                Self::load_index(weak, entries_with_vector);
+                // Also when the engine was dropped meanwhile: nobody must wait forever.
+                readiness.set();
+            });
+        if let Err(e) = spawned {
+            return Err(CacheError::Startup(format!(
+                "cannot start the index loader: {e}"
+            )));
+        }
         tracing::info!(
             entries = engine.live.read().entries.len(),
+            scan_ms,
             elapsed_ms = started.elapsed().as_millis() as u64,
-            "cache ready"
+            "cache ready (index loading in the background)"
         );
         Ok(engine)
+    }
+
+    /// Background start-up: loads the snapshot, or rebuilds from the store when there is none or
+    /// it is damaged, swaps the graph in, replays the entries written after the snapshot (and
+    /// during the load), then marks the index ready.
+    ///
+    /// Holds only a weak reference while loading so that dropping the engine is not delayed by
+    /// the snapshot read; a rebuild holds a strong one (it reads the store throughout).
+    fn load_index(engine: Weak<Self>, entries_with_vector: usize) {
+        #[cfg(test)]
+        let _held = tests::LOADER_HOLD.read();
+        let started = Instant::now();
+        let Some(dir) = engine.upgrade().map(|e| e.snapshot_dir.clone()) else {
+            return;
+        };
+        let loaded = VectorIndex::load(&dir);
+        let Some(this) = engine.upgrade() else {
+            return;
+        };
+        // maybe_rebuild waits for readiness; the guard also keeps it out until the swap is done.
+        let _rebuild_guard = this.rebuilding.lock();
+        let params = IndexParams {
+            capacity_hint: entries_with_vector.max(10_000),
+            ..IndexParams::default()
+        };
+        let snapshot = match loaded {
+            Ok(Some((index, last_id))) => {
+                tracing::info!(
+                    snapshot_entries = index.len(),
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "index snapshot loaded"
+                );
+                Some((index, last_id))
+            }
+            Ok(None) => {
+                tracing::info!(
+                    entries = entries_with_vector,
+                    "no index snapshot: rebuilding the index from RocksDB"
+                );
+                None
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, entries = entries_with_vector, "index snapshot is damaged: rebuilding the index from RocksDB");
+                None
+            }
+        };
+        let rebuilt = snapshot.is_none();
+        let (index, covered) = match snapshot {
+            Some(loaded) => loaded,
+            None => {
+                let vectors = this
+                    .store
+                    .last_entry_id()
+                    .map_err(CacheError::from)
+                    .and_then(|upto| {
+                        let upto = upto.unwrap_or(0);
+                        this.live_vectors(0, upto).map(|v| (v, upto))
+                    });
+                match vectors {
+                    Ok((vectors, upto)) => (VectorIndex::rebuild(params, vectors), upto),
+                    Err(e) => {
+                        // Replaying everything below still indexes what can be read.
+                        tracing::error!(error = %e, "index rebuild could not read the store");
+                        (VectorIndex::new(params), 0)
+                    }
+                }
+            }
+        };
+        // Swap first, then replay from the store: an entry written before the swap went to the
+        // placeholder but is in the store; one written after goes to the new graph (and may be
+        // replayed too: searches report an id once).
+        this.index.swap(index);
+        let caught_up = match this.live_vectors(covered.saturating_add(1), u64::MAX) {
+            Ok(newer) => {
+                if let Err(e) = this.index.get().insert_batch(&newer) {
+                    tracing::warn!(error = %e, "could not replay entries after the snapshot");
+                }
+                newer.len()
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not replay entries after the snapshot");
+                0
+            }
+        };
+        let live_vectors = this
+            .live
+            .read()
+            .entries
+            .values()
+            .filter(|m| m.scope.is_some())
+            .count();
+        this.tombstones.store(
+            this.index.get().len().saturating_sub(live_vectors),
+            Ordering::Relaxed,
+        );
+        metrics::gauge!(t::CACHE_INDEX_LOADING).set(0.0);
+        tracing::info!(
+            index_size = this.index.get().len(),
+            caught_up,
+            rebuilt,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "index ready"
+        );
+    }
+
+    /// Whether the start-up load of the index is done (semantic lookups in scopes too large to
+    /// compare one by one are misses until then).
+    pub fn index_ready(&self) -> bool {
+        self.readiness.ready.load(Ordering::Acquire)
+    }
+
+    /// Blocks until the start-up load of the index is done (tests, benches, tools).
+    pub fn wait_index_ready(&self) {
+        let mut ready = self.readiness.lock.lock();
+        while !*ready {
+            self.readiness.changed.wait(&mut ready);
+        }
     }
 
     /// Current settings.
@@ -581,6 +716,13 @@ impl CacheEngine {
             }
             out.sort_by(|a, b| b.1.total_cmp(&a.1));
             out
+        } else if !self.index_ready() {
+            // The graph in use is the start-up placeholder, holding only entries written since:
+            // answer a miss rather than the best of a few.
+            self.stats
+                .lookups_index_loading
+                .fetch_add(1, Ordering::Relaxed);
+            Vec::new()
         } else {
             let index = self.index.get();
             let live = self.live.read();
@@ -919,6 +1061,10 @@ impl CacheEngine {
     /// Rebuilds the index from the store when tombstones pass the threshold, then swaps it in.
     /// Lookups keep using the old index meanwhile. Blocking.
     pub fn maybe_rebuild(&self) -> Result<bool, CacheError> {
+        if !self.index_ready() {
+            // The start-up loader swaps its own graph in; a rebuild now would race it.
+            return Ok(false);
+        }
         let index_len = self.index.get().len();
         let tomb = self.tombstones.load(Ordering::Relaxed);
         if tomb < 64 || (tomb as f64) < TOMBSTONE_FRACTION * index_len as f64 {
@@ -975,6 +1121,11 @@ impl CacheEngine {
 
     /// Writes an index snapshot covering every entry up to the current last id. Blocking.
     pub fn snapshot(&self) -> Result<(), CacheError> {
+        if !self.index_ready() {
+            // The graph in use is the start-up placeholder: saving it would replace the good
+            // snapshot that is still being loaded. That snapshot plus the store covers everything.
+            return Ok(());
+        }
         *self.last_snapshot.lock() = Instant::now();
         let index = self.index.get();
         if index.is_empty() {
@@ -1039,6 +1190,8 @@ impl CacheEngine {
             "entries": live.entries.len(),
             "bytes": live.bytes,
             "index_size": self.index.get().len(),
+            "index_loading": !self.index_ready(),
+            "lookups_while_index_loading": get(&s.lookups_index_loading),
             "tombstones": self.tombstones.load(Ordering::Relaxed),
             "lookups": get(&s.lookups),
             "hits": {"exact": get(&s.hits_exact), "semantic": get(&s.hits_semantic), "coalesced": get(&s.hits_coalesced), "total": hits},
@@ -1065,4 +1218,148 @@ pub fn cacheable(completion: &Value) -> bool {
                     )
                 })
         })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use rand::{rngs::StdRng, Rng, SeedableRng};
+
+    /// Held for writing by a test that wants the start-up loader to wait.
+    pub(super) static LOADER_HOLD: RwLock<()> = parking_lot::const_rwlock(());
+
+    const SCOPE: [u8; 32] = [7; 32];
+
+    fn open(dir: &std::path::Path) -> Arc<CacheEngine> {
+        CacheEngine::open(CacheOptions {
+            data_dir: dir.to_path_buf(),
+            embed: EmbedConfig::default(),
+            defaults: CacheSettings::default(),
+            verify: VerifyConfig::default(),
+            groups: vec!["g".into()],
+            prices: HashMap::new(),
+            sync_writes: false,
+            store: None,
+        })
+        .unwrap()
+    }
+
+    fn unit(rng: &mut StdRng) -> Vec<f32> {
+        let mut v: Vec<f32> = (0..crate::index::DIMS)
+            .map(|_| rng.random::<f32>() - 0.5)
+            .collect();
+        crate::embed::normalize(&mut v);
+        v
+    }
+
+    /// Writes an entry of `SCOPE` with `vector`, as a write-back does; returns its id.
+    fn put(engine: &CacheEngine, i: u64, vector: Vec<f32>) -> u64 {
+        let mut exact = [0u8; 32];
+        exact[..8].copy_from_slice(&i.to_le_bytes());
+        let entry = CacheEntry::new(
+            "ns",
+            "g",
+            exact,
+            Some(SCOPE),
+            Some(format!("question {i}")),
+            Some(vector),
+            "{}".into(),
+            Usage::default(),
+            now_ms(),
+            0,
+        );
+        engine.write_entry(entry, now_ms()).unwrap()
+    }
+
+    fn nearest(engine: &CacheEngine, query: &[f32]) -> Option<u64> {
+        engine
+            .neighbours(query, &SCOPE)
+            .unwrap()
+            .first()
+            .map(|n| n.0)
+    }
+
+    /// A scope too large to compare one by one goes through the index; while the snapshot is
+    /// loading it misses, entries written meanwhile are not lost, and the loaded graph is used.
+    #[test]
+    fn large_scope_misses_while_the_index_loads_then_the_loaded_graph_answers() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rng = StdRng::seed_from_u64(9);
+        let vectors: Vec<Vec<f32>> = (0..BRUTE_FORCE_MAX as u64 * 2)
+            .map(|_| unit(&mut rng))
+            .collect();
+        let mut ids = Vec::new();
+        {
+            let engine = open(dir.path());
+            engine.wait_index_ready();
+            for (i, v) in vectors.iter().enumerate() {
+                ids.push(put(&engine, i as u64, v.clone()));
+            }
+            assert_eq!(nearest(&engine, &vectors[3]), Some(ids[3]));
+            engine.snapshot().unwrap();
+        }
+        let manifest = std::fs::read_to_string(dir.path().join("index/MANIFEST")).unwrap();
+
+        let hold = LOADER_HOLD.write();
+        let engine = open(dir.path());
+        assert!(!engine.index_ready());
+        assert_eq!(engine.stats()["index_loading"], true);
+        // Served meanwhile: nothing from the graph, so a miss rather than a wrong neighbour.
+        assert_eq!(nearest(&engine, &vectors[3]), None);
+        let late_vector = unit(&mut rng);
+        let late = put(&engine, 10_000, late_vector.clone());
+        assert_eq!(nearest(&engine, &late_vector), None);
+        // A snapshot now would save the placeholder over the good snapshot: it is skipped.
+        engine.snapshot().unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("index/MANIFEST")).unwrap(),
+            manifest
+        );
+        drop(hold);
+
+        engine.wait_index_ready();
+        assert!(engine.index_ready());
+        assert_eq!(engine.stats()["index_loading"], false);
+        assert_eq!(engine.stats()["lookups_while_index_loading"], 2);
+        for i in [0usize, 3, 77, vectors.len() - 1] {
+            assert_eq!(nearest(&engine, &vectors[i]), Some(ids[i]), "entry {i}");
+        }
+        assert_eq!(
+            nearest(&engine, &late_vector),
+            Some(late),
+            "written during the load"
+        );
+        assert_eq!(engine.index.get().len(), vectors.len() + 1);
+    }
+
+    #[test]
+    fn damaged_snapshot_is_rebuilt_in_the_background() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rng = StdRng::seed_from_u64(10);
+        let vectors: Vec<Vec<f32>> = (0..BRUTE_FORCE_MAX as u64 + 10)
+            .map(|_| unit(&mut rng))
+            .collect();
+        let mut ids = Vec::new();
+        {
+            let engine = open(dir.path());
+            engine.wait_index_ready();
+            for (i, v) in vectors.iter().enumerate() {
+                ids.push(put(&engine, i as u64, v.clone()));
+            }
+            engine.snapshot().unwrap();
+        }
+        for f in std::fs::read_dir(dir.path().join("index")).unwrap() {
+            let p = f.unwrap().path();
+            if p.extension().is_some_and(|e| e == "graph") {
+                std::fs::write(&p, b"garbage").unwrap();
+            }
+        }
+        let engine = open(dir.path());
+        engine.wait_index_ready();
+        assert_eq!(engine.index.get().len(), vectors.len());
+        for i in [1usize, 40, vectors.len() - 1] {
+            assert_eq!(nearest(&engine, &vectors[i]), Some(ids[i]));
+        }
+    }
 }

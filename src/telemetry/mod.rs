@@ -32,6 +32,8 @@ pub const EMBED_DURATION: &str = "sluice_embed_duration_seconds";
 pub const CACHE_SEARCH_DURATION: &str = "sluice_cache_search_duration_seconds";
 /// Live cache entries.
 pub const CACHE_ENTRIES: &str = "sluice_cache_entries";
+/// 1 while the index is loading at start-up (large scopes miss meanwhile), else 0.
+pub const CACHE_INDEX_LOADING: &str = "sluice_cache_index_loading";
 /// Bytes of live cache entries.
 pub const CACHE_BYTES: &str = "sluice_cache_bytes";
 /// Tokens served from the cache instead of upstream, by `model_group`.
@@ -116,6 +118,10 @@ fn describe() {
         "Nearest-neighbour search latency"
     );
     describe_gauge!(CACHE_ENTRIES, "Live cache entries");
+    describe_gauge!(
+        CACHE_INDEX_LOADING,
+        "1 while the semantic index is loading at start-up"
+    );
     describe_gauge!(CACHE_BYTES, Unit::Bytes, "Bytes of live cache entries");
     describe_counter!(CACHE_TOKENS_SAVED_TOTAL, "Tokens served from the cache");
     describe_gauge!(CACHE_USD_SAVED, "USD saved by the cache");
