@@ -277,3 +277,84 @@ async fn admin_audit_serves_filtered_pages_and_the_cli_verifies_and_exports() {
         "{out}"
     );
 }
+
+/// The gateway records its own traffic: a request (with its key, group, status, usage and PII
+/// kinds, streamed ones at their end) and an admin action (with the record after it, no secret).
+#[tokio::test]
+async fn requests_and_admin_actions_are_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = TestGateway::builder().config(config(dir.path())).spawn();
+    let created: Value = client()
+        .post(gw.url("/admin/keys"))
+        .bearer_auth(MASTER)
+        .json(&json!({"alias": "audited", "pii": {"prompts": "detect"}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (id, secret) = (
+        created["id"].as_str().unwrap().to_string(),
+        created["key"].as_str().unwrap().to_string(),
+    );
+    for stream in [false, true] {
+        let r = client()
+            .post(gw.url("/v1/chat/completions"))
+            .bearer_auth(&secret)
+            .json(&json!({"model": "g", "stream": stream,
+                          "messages": [{"role": "user", "content": "mail ann@example.com"}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        r.text().await.unwrap();
+    }
+    let page = |q: String| {
+        let url = gw.url(&format!("/admin/audit?{q}"));
+        async move {
+            let v: Value = client()
+                .get(url)
+                .bearer_auth(MASTER)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v["data"].as_array().unwrap().clone()
+        }
+    };
+    // The streamed request is written when its stream ends: give it a moment.
+    let mut requests = Vec::new();
+    for _ in 0..50 {
+        requests = page(format!("kind=request&key={id}")).await;
+        if requests.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    for r in &requests {
+        let rec = &r["request"];
+        assert_eq!(rec["endpoint"], "/v1/chat/completions");
+        assert_eq!(rec["key_alias"], "audited");
+        assert_eq!(rec["model_group"], "g");
+        assert_eq!(rec["status"], 200);
+        assert_eq!(rec["pii_kinds"], json!(["email"]));
+        assert!(rec["prompt_tokens"].as_u64().unwrap() > 0, "{rec}");
+        assert!(!rec["request_id"].as_str().unwrap().is_empty());
+    }
+    let admin = page("kind=admin".to_string()).await;
+    let created = admin
+        .iter()
+        .find(|r| r["admin"]["action"] == "key.create")
+        .unwrap();
+    assert_eq!(created["admin"]["actor"], "master");
+    assert_eq!(created["admin"]["target"], id.as_str());
+    let text = serde_json::to_string(&admin).unwrap();
+    assert!(
+        !text.contains(&secret),
+        "a key secret reached the audit log"
+    );
+}

@@ -2,7 +2,8 @@
 //! Master key only.
 
 use super::{read_body, read_json};
-use crate::auth::require_admin;
+use crate::audit::AdminRecord;
+use crate::auth::{require_admin, Principal};
 use crate::cache::{self, CacheEngine, CacheSettings};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -12,38 +13,22 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
-/// Appends an admin action on the cache to the audit log (best effort, as for requests).
-fn audit(
+/// The caller (an admin) and the cache engine, or why not.
+fn admin_cache(
     state: &AppState,
     req: &HttpRequest,
-    action: &str,
-    target: Option<String>,
-    before: Option<Value>,
-    after: Option<Value>,
-) {
-    let actor = crate::auth::authenticate(state, req.headers())
-        .map(|p| p.key_id().to_string())
-        .unwrap_or_default();
-    let record = crate::audit::AdminRecord {
-        actor,
-        action: action.to_string(),
-        target,
-        before,
-        after,
-    };
-    if let Err(e) = state.audit.append_admin(record) {
-        tracing::warn!(error = %e, action, "audit append failed");
-    }
-}
-
-fn admin_cache(state: &AppState, req: &HttpRequest) -> Result<Arc<CacheEngine>, ApiError> {
-    require_admin(state, req.headers())?;
-    state.cache.clone().ok_or_else(|| ApiError::InvalidRequest {
+) -> Result<(Principal, Arc<CacheEngine>), ApiError> {
+    let admin = require_admin(state, req.headers())?;
+    let engine =
+        state.cache.clone().ok_or_else(|| {
+            ApiError::InvalidRequest {
         message:
             "the semantic cache is disabled in this gateway's config (sluice.cache.enabled: false)"
                 .into(),
         param: None,
-    })
+    }
+        })?;
+    Ok((admin, engine))
 }
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
@@ -55,7 +40,7 @@ pub async fn get_config(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let c = admin_cache(&state, &req)?;
+    let (_, c) = admin_cache(&state, &req)?;
     Ok(HttpResponse::Ok().json(c.settings()))
 }
 
@@ -65,7 +50,7 @@ pub async fn put_config(
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let c = admin_cache(&state, &req)?;
+    let (admin, c) = admin_cache(&state, &req)?;
     let patch: Value = read_json(&req, payload, &state).await?;
     let Value::Object(patch) = patch else {
         return Err(ApiError::invalid(
@@ -89,20 +74,19 @@ pub async fn put_config(
     let before = serde_json::to_value(c.settings()).ok();
     c.set_settings(next.clone()).map_err(internal)?;
     tracing::info!("cache settings changed through the admin API");
-    audit(
-        &state,
-        &req,
-        "cache.config.update",
-        None,
+    state.audit.record_admin(AdminRecord {
+        actor: admin.key_id().to_string(),
+        action: "cache.config.update".into(),
+        target: None,
         before,
-        serde_json::to_value(&next).ok(),
-    );
+        after: serde_json::to_value(&next).ok(),
+    });
     Ok(HttpResponse::Ok().json(next))
 }
 
 /// `GET /admin/cache/stats`.
 pub async fn stats(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let c = admin_cache(&state, &req)?;
+    let (_, c) = admin_cache(&state, &req)?;
     Ok(HttpResponse::Ok().json(c.stats()))
 }
 
@@ -127,7 +111,7 @@ pub async fn lookup(
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let c = admin_cache(&state, &req)?;
+    let (_, c) = admin_cache(&state, &req)?;
     let b: LookupBody = read_json(&req, payload, &state).await?;
     let group = crate::pipeline::route(&state, &b.model, &Default::default())?.group;
     let messages = match (b.messages, b.prompt) {
@@ -176,7 +160,7 @@ pub async fn flush(
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let c = admin_cache(&state, &req)?;
+    let (admin, c) = admin_cache(&state, &req)?;
     let body = read_body(&req, payload, state.config.server.max_body_bytes).await?;
     let b: FlushBody = if body.iter().all(u8::is_ascii_whitespace) {
         FlushBody::default()
@@ -194,14 +178,13 @@ pub async fn flush(
     let deleted = c
         .flush(b.namespace.as_deref(), b.model.as_deref())
         .map_err(internal)?;
-    audit(
-        &state,
-        &req,
-        "cache.flush",
-        None,
-        None,
-        Some(json!({"namespace": b.namespace, "model": b.model, "deleted": deleted})),
-    );
+    state.audit.record_admin(AdminRecord {
+        actor: admin.key_id().to_string(),
+        action: "cache.flush".into(),
+        target: None,
+        before: None,
+        after: Some(json!({"namespace": b.namespace, "model": b.model, "deleted": deleted})),
+    });
     Ok(HttpResponse::Ok().json(json!({"deleted": deleted})))
 }
 
@@ -211,19 +194,18 @@ pub async fn delete_entry(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let c = admin_cache(&state, &req)?;
+    let (admin, c) = admin_cache(&state, &req)?;
     let id: u64 = path.parse().map_err(|_| {
         ApiError::invalid("id", format!("entry id must be a number, got \"{path}\""))
     })?;
     if c.delete(id).map_err(internal)? {
-        audit(
-            &state,
-            &req,
-            "cache.entry.delete",
-            Some(id.to_string()),
-            None,
-            None,
-        );
+        state.audit.record_admin(AdminRecord {
+            actor: admin.key_id().to_string(),
+            action: "cache.entry.delete".into(),
+            target: Some(id.to_string()),
+            before: None,
+            after: None,
+        });
         Ok(HttpResponse::Ok().json(json!({"id": id, "deleted": true})))
     } else {
         Err(ApiError::RouteNotFound {

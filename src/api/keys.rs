@@ -121,16 +121,13 @@ fn audit(
     after: &VirtualKey,
 ) {
     let now = state.keys.now();
-    let record = crate::audit::AdminRecord {
+    state.audit.record_admin(crate::audit::AdminRecord {
         actor: actor.key_id().to_string(),
         action: action.to_string(),
         target: Some(after.id.clone()),
         before: before.map(|k| key_json(k, now)),
         after: Some(key_json(after, now)),
-    };
-    if let Err(e) = state.audit.append_admin(record) {
-        tracing::warn!(error = %e, action, "audit append failed");
-    }
+    });
 }
 
 /// `POST /admin/keys`: 201 with the record and its secret (`key`), shown this once.

@@ -176,6 +176,15 @@ impl AuditLog {
         self.append(AuditKind::Admin, None, Some(&*payload))
     }
 
+    /// Appends an admin record, best effort: the action has already taken effect, so a failed
+    /// append is logged rather than turned into an error for the admin call.
+    pub fn record_admin(&self, record: AdminRecord) {
+        let action = record.action.clone();
+        if let Err(e) = self.append_admin(record) {
+            tracing::warn!(error = %e, %action, "audit append failed");
+        }
+    }
+
     /// Seals and writes one record under the head lock (payloads are serialised before it).
     fn append(
         &self,

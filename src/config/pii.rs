@@ -1,6 +1,7 @@
 //! `sluice.pii`: the PII guard's policies (gateway-wide and per model group) and custom detectors.
 
 use super::validate::ConfigIssues;
+use super::Deployment;
 use crate::pii::{PiiConfig, PiiOverride, PiiPolicy, Scanner};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -52,8 +53,8 @@ fn policy(v: Option<&str>, path: &str, issues: &mut ConfigIssues) -> Option<PiiP
     }
 }
 
-/// Validates `sluice.pii` against the configured model groups.
-pub fn pii(raw: &RawPii, groups: &[String], issues: &mut ConfigIssues) -> PiiConfig {
+/// Validates `sluice.pii` against the model groups of `deployments`.
+pub fn pii(raw: &RawPii, deployments: &[Deployment], issues: &mut ConfigIssues) -> PiiConfig {
     let mut custom = Vec::new();
     for (i, c) in raw.custom.iter().enumerate() {
         let path = format!("sluice.pii.custom[{i}]");
@@ -83,7 +84,7 @@ pub fn pii(raw: &RawPii, groups: &[String], issues: &mut ConfigIssues) -> PiiCon
     let mut overrides = BTreeMap::new();
     for (group, o) in &raw.groups {
         let path = format!("sluice.pii.groups.{group}");
-        if !groups.iter().any(|g| g == group) {
+        if !deployments.iter().any(|d| &d.model_group == group) {
             issues.push(&path, "no model group of that name in model_list");
             continue;
         }
@@ -107,23 +108,25 @@ pub fn pii(raw: &RawPii, groups: &[String], issues: &mut ConfigIssues) -> PiiCon
 mod tests {
     use super::*;
 
+    /// `sluice.pii` as written in a whole config with one model group, `gpt`.
     fn parse(yaml: &str) -> (PiiConfig, Vec<String>) {
-        let raw: RawPii = serde_yaml_ng::from_str(yaml).unwrap();
-        let mut issues = ConfigIssues::default();
-        let c = pii(&raw, &["gpt".to_string()], &mut issues);
-        (
-            c,
-            issues
-                .0
-                .iter()
-                .map(|i| format!("{}: {}", i.path, i.message))
-                .collect(),
-        )
+        let pii: String = yaml.lines().map(|l| format!("    {l}\n")).collect();
+        let text = format!(
+            "model_list:\n  - {{model_name: gpt, litellm_params: {{model: mock/gpt}}}}\nsluice:\n  pii:\n{pii}"
+        );
+        let vars = std::collections::HashMap::<String, String>::new();
+        match super::super::Config::from_yaml(&text, &vars) {
+            Ok(c) => (c.pii, Vec::new()),
+            Err(e) => (
+                PiiConfig::default(),
+                e.to_string().lines().map(str::to_string).collect(),
+            ),
+        }
     }
 
     #[test]
     fn defaults_off() {
-        let (c, issues) = parse("{}");
+        let (c, issues) = parse("prompts: off");
         assert_eq!(c, PiiConfig::default());
         assert!(issues.is_empty());
     }

@@ -264,13 +264,7 @@ fn validate(
     let budgets = super::limits::budgets(&raw.sluice.budgets, &raw.litellm_settings, issues);
     let alerts = super::limits::alerts(&raw.sluice.alerts, issues);
     let realtime = super::realtime::realtime(&raw.sluice.realtime, issues);
-    let group_names: Vec<String> = {
-        let mut g: Vec<String> = deployments.iter().map(|d| d.model_group.clone()).collect();
-        g.sort();
-        g.dedup();
-        g
-    };
-    let pii = super::pii::pii(&raw.sluice.pii, &group_names, issues);
+    let pii = super::pii::pii(&raw.sluice.pii, &deployments, issues);
     if raw.sluice.audit.retention_days == Some(0) {
         issues.push(
             "sluice.audit.retention_days",

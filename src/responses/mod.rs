@@ -166,12 +166,13 @@ pub async fn create(
         owner: Owner::of(principal),
         input_items: items.clone(),
     });
-    let chat_form = translate::to_chat(&req, &items).ok();
+    // Translated once: the native path looks the cache up with it, the translated path sends it.
+    let chat_form = translate::to_chat(&req, &items);
     let policies = state.pii.policies(principal.pii(), &req.model);
     let guarded = policies.prompts != PiiPolicy::Off || policies.responses != PiiPolicy::Off;
     // With a PII policy in force, a request that has a chat form takes the translated path,
     // where the guard masks, restores and scans exactly as for chat.
-    if native::serves(state, &req.model) && !(guarded && chat_form.is_some()) {
+    if native::serves(state, &req.model) && !(guarded && chat_form.is_ok()) {
         if guarded {
             // No chat form (hosted tools): the input is scanned as it is; masking would need
             // the native answer rewritten, so a masked policy refuses what it would mask.
@@ -190,7 +191,7 @@ pub async fn create(
         // its final Response in chat form. Requests with hosted tools have no chat form and
         // are not cached.
         let mut writer = None;
-        if let Some(chat) = chat_form.filter(|c| c.validate().is_ok()) {
+        if let Some(chat) = chat_form.ok().filter(|c| c.validate().is_ok()) {
             if principal.allows_model(&req.model) {
                 let group = req.model.clone();
                 match pipeline::cache_first(state, principal, &group, &chat, control, caller)
@@ -204,7 +205,7 @@ pub async fn create(
         return native::create(state, principal, req, items, saver, caller, writer).await;
     }
 
-    let chat = translate::to_chat(&req, &items)?;
+    let chat = chat_form?;
     chat.validate()?;
     let reply = pipeline::chat(state, principal, chat, control, caller).await?;
     as_response(reply, &req, saver).await
