@@ -1,0 +1,361 @@
+// The dashboard in a real browser (headless Debian chromium via playwright-core) against the
+// real `sluice` binary with a mock upstream. Tests run in order and share one gateway; each one
+// waits on conditions (never on timings). Screenshots of every page go to docs/screenshots/.
+//
+// Run: node --test tests/ui/   (after `cargo build --bins` and scripts/setup.sh)
+
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import {
+  startGateway, launchBrowser, chat, python, screenshot, waitFor, MASTER_KEY, MODEL,
+} from './harness.mjs';
+
+const DESKTOP = { width: 1280, height: 800 };
+const PHONE = { width: 390, height: 844 };
+const LONG = 30_000;
+
+let gw;
+let browser;
+let admin; // the admin's page
+let adminContext;
+let createdKey; // { id, secret }
+const pageErrors = [];
+
+function tid(id) {
+  return `[data-testid="${id}"]`;
+}
+
+async function newPage(viewport = DESKTOP) {
+  const context = await browser.newContext({ viewport });
+  const page = await context.newPage();
+  page.setDefaultTimeout(LONG);
+  page.on('pageerror', (e) => pageErrors.push(String(e)));
+  page.on('console', (m) => { if (m.type() === 'error' && !/status of 40[13]/.test(m.text())) pageErrors.push(m.text()); });
+  return { context, page };
+}
+
+async function login(page, key) {
+  await page.goto(gw.baseUrl + '/ui');
+  await page.locator(tid('login-key')).fill(key);
+  await page.locator(tid('login-submit')).click();
+  await page.locator(tid('nav-overview')).waitFor({ state: 'attached' });
+}
+
+async function go(page, route) {
+  await page.evaluate((r) => { location.hash = r; }, '#/' + route);
+  await page.locator(tid('page-' + route)).waitFor();
+}
+
+/** The data-value of a stat card as a number (0 when empty). */
+async function statValue(page, id) {
+  const v = await page.locator(tid(id)).getAttribute('data-value');
+  return v === null || v === '' ? 0 : Number(v);
+}
+
+/** fetch() from inside the page (its cookie, optionally the CSRF token); returns {status, body}. */
+async function pageFetch(page, path, { method = 'GET', body, csrf = false } = {}) {
+  return page.evaluate(async ({ path, method, body, csrf }) => {
+    const headers = { 'content-type': 'application/json' };
+    if (csrf) {
+      const s = await (await fetch('/ui/api/session')).json();
+      headers['x-sluice-csrf'] = s.csrf_token;
+    }
+    const r = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    return { status: r.status, body: await r.text() };
+  }, { path, method, body, csrf });
+}
+
+describe('dashboard', () => {
+  before(async () => {
+    gw = await startGateway();
+    browser = await launchBrowser();
+    ({ context: adminContext, page: admin } = await newPage());
+  });
+
+  after(async () => {
+    if (browser) await browser.close();
+    if (gw) await gw.stop();
+  });
+
+  it('serves the UI with a strict CSP and sends browsers from / to /ui', async () => {
+    const r = await fetch(gw.baseUrl + '/ui');
+    assert.equal(r.status, 200);
+    const csp = r.headers.get('content-security-policy') || '';
+    assert.match(csp, /default-src 'self'/);
+    assert.match(csp, /script-src 'self'/);
+    const root = await fetch(gw.baseUrl + '/', { headers: { accept: 'text/html' }, redirect: 'manual' });
+    assert.equal(root.status, 302);
+    assert.match(root.headers.get('location') || '', /\/ui/);
+    const asset = await fetch(gw.baseUrl + '/ui/app.js');
+    assert.equal(asset.status, 200);
+    assert.match(asset.headers.get('content-type') || '', /javascript/);
+  });
+
+  it('shows the login form, refuses a wrong key and logs in with the master key', async () => {
+    await admin.goto(gw.baseUrl + '/');
+    await admin.locator(tid('login-form')).waitFor();
+    assert.match(admin.url(), /\/ui/);
+    await screenshot(admin, 'login');
+    await admin.locator(tid('login-key')).fill('sk-not-a-real-key');
+    await admin.locator(tid('login-submit')).click();
+    await waitFor(async () => (await admin.locator(tid('login-error')).textContent()).includes('not accepted'),
+      { what: 'the login error' });
+    await admin.locator(tid('login-key')).fill(MASTER_KEY);
+    await admin.locator(tid('login-submit')).click();
+    await admin.locator(tid('page-overview')).waitFor();
+    const cookies = await adminContext.cookies();
+    const session = cookies.find((c) => c.name === 'sluice_session');
+    assert.ok(session, 'a sluice_session cookie is set');
+    assert.equal(session.httpOnly, true);
+    assert.equal(session.sameSite, 'Strict');
+    // The cookie is not readable from scripts.
+    assert.equal(await admin.evaluate(() => document.cookie.includes('sluice_session')), false);
+  });
+
+  it('overview numbers change as requests go through the API', async () => {
+    await go(admin, 'overview');
+    await admin.locator(tid('stat-requests')).waitFor();
+    const before = await statValue(admin, 'stat-requests');
+    const tokensBefore = await statValue(admin, 'stat-tokens-in');
+    const ns = 'ui-overview-' + randomBytes(4).toString('hex');
+    for (let i = 0; i < 3; i += 1) {
+      const r = await chat(gw.baseUrl, MASTER_KEY, `Overview question number ${i} about rivers`, { namespace: ns });
+      assert.equal(r.status, 200, r.body);
+    }
+    // The same question again: an exact cache hit.
+    const hit = await chat(gw.baseUrl, MASTER_KEY, 'Overview question number 0 about rivers', { namespace: ns });
+    assert.equal(hit.cache, 'hit-exact');
+    // No reload: the page polls and the numbers move by themselves.
+    await waitFor(async () => (await statValue(admin, 'stat-requests')) >= before + 4,
+      { timeout: 60_000, what: 'the overview request count to grow by 4' });
+    assert.ok((await statValue(admin, 'stat-tokens-in')) > tokensBefore);
+    await waitFor(async () => (await statValue(admin, 'stat-hit-rate')) > 0, { timeout: 60_000, what: 'a hit rate above 0' });
+    // Charts appear once there is traffic in the range.
+    await admin.locator(tid('chart-requests')).waitFor({ timeout: 60_000 });
+    for (const r of ['24h', '7d', '1h']) {
+      await admin.locator(tid('range-' + r)).click();
+      await waitFor(async () => (await admin.locator(tid('range-' + r)).getAttribute('aria-pressed')) === 'true');
+      await admin.locator(tid('chart-requests')).waitFor();
+    }
+    await screenshot(admin, 'overview');
+  });
+
+  it('creates a key in the UI that works from the openai SDK', async () => {
+    await go(admin, 'keys');
+    const alias = 'ui-sdk-' + randomBytes(3).toString('hex');
+    await admin.locator(tid('key-alias')).fill(alias);
+    await admin.locator(tid('key-model-' + MODEL)).check();
+    await admin.locator(tid('key-budget')).fill('5');
+    await admin.locator(tid('key-budget-duration')).selectOption('30d');
+    await admin.locator(tid('key-rpm')).fill('600');
+    await admin.locator(tid('key-create-submit')).click();
+    const secret = await admin.locator(tid('key-secret')).inputValue();
+    assert.match(secret, /^sk-/);
+    const row = admin.locator(`${tid('key-row')}[data-alias="${alias}"]`);
+    await row.waitFor();
+    const id = await row.getAttribute('data-id');
+    createdKey = { id, secret, alias };
+
+    const script = `
+import os, openai
+c = openai.OpenAI(base_url=os.environ["BASE"] + "/v1", api_key=os.environ["KEY"], max_retries=0, timeout=60)
+raw = c.chat.completions.with_raw_response.create(model=os.environ["MODEL"], messages=[{"role": "user", "content": "Hello from the SDK " + os.environ["ALIAS"]}])
+r = raw.parse()
+print(raw.headers.get("x-sluice-cache"), r.choices[0].message.content, r.usage.prompt_tokens)
+try:
+    c.chat.completions.create(model="mock", messages=[{"role": "user", "content": "not allowed"}])
+    print("UNEXPECTED: model outside the key's list was served")
+except openai.APIStatusError as e:
+    print("refused", e.status_code)
+`;
+    const out = await python(script, { BASE: gw.baseUrl, KEY: secret, MODEL, ALIAS: alias });
+    assert.equal(out.code, 0, out.stderr);
+    assert.match(out.stdout, /^miss Hello from the benchmark upstream\. \d+/m);
+    assert.match(out.stdout, /^refused 40[13]$/m);
+    assert.doesNotMatch(out.stdout, /UNEXPECTED/);
+
+    // The key's spend shows against its budget once the request is priced.
+    await admin.locator(tid('key-secret-done')).click();
+    await waitFor(async () => {
+      await go(admin, 'overview');
+      await go(admin, 'keys');
+      const bar = row.locator(tid('budget-bar'));
+      return Number(await bar.getAttribute('data-ratio')) > 0;
+    }, { timeout: 60_000, interval: 1000, what: 'the key\'s spend bar to move' });
+    await screenshot(admin, 'keys');
+  });
+
+  it('a threshold changed in the UI changes the next request\'s cache outcome', async () => {
+    const ns = 'ui-thr-' + randomBytes(4).toString('hex');
+    const first = await chat(gw.baseUrl, MASTER_KEY, 'What is the capital of France?', { namespace: ns });
+    assert.equal(first.cache, 'miss');
+
+    await go(admin, 'cache');
+    const setNs = async (value) => {
+      const existing = admin.locator(tid('threshold-ns-' + ns));
+      if (await existing.count()) await existing.fill(value);
+      else {
+        await admin.locator(tid('threshold-ns-new-name')).fill(ns);
+        await admin.locator(tid('threshold-ns-new-value')).fill(value);
+      }
+      await admin.locator(tid('threshold-save')).click();
+      await waitFor(async () => (await admin.locator(tid('threshold-ns-' + ns)).inputValue()) === value,
+        { what: `namespace threshold ${value} saved` });
+    };
+
+    // Strictest threshold: a reworded question cannot be served from the cache.
+    await setNs('1');
+    const strict = await chat(gw.baseUrl, MASTER_KEY, 'what is the capital of france', { namespace: ns });
+    assert.equal(strict.cache, 'miss');
+
+    // A lenient one: the preview box says a rewording would be served, and it is.
+    await setNs('0.5');
+    const reworded = 'What is the capital of France';
+    await admin.locator(tid('preview-model')).selectOption(MODEL);
+    await admin.locator(tid('preview-namespace')).fill(ns);
+    await admin.locator(tid('preview-prompt')).fill(reworded);
+    await admin.locator(tid('preview-submit')).click();
+    const outcome = admin.locator(tid('preview-outcome'));
+    await outcome.waitFor();
+    assert.ok(await admin.locator(tid('preview-candidate')).count() >= 1);
+    assert.equal(await outcome.getAttribute('data-outcome'), 'hit');
+    const lenient = await chat(gw.baseUrl, MASTER_KEY, reworded, { namespace: ns });
+    assert.equal(lenient.cache, 'hit-semantic');
+    await admin.locator(tid('similarity-histogram')).waitFor({ timeout: 60_000 });
+    await screenshot(admin, 'cache');
+
+    // Flush with confirmation empties the namespace.
+    await admin.locator(tid('flush-namespace')).fill(ns);
+    await admin.locator(tid('flush-button')).click();
+    await admin.locator(tid('confirm-ok')).click();
+    await waitFor(async () => /Flushed \d+ entries/.test(await admin.locator(tid('toast')).first().textContent()), { what: 'flush toast' });
+    const after = await chat(gw.baseUrl, MASTER_KEY, reworded, { namespace: ns });
+    assert.equal(after.cache, 'miss');
+  });
+
+  it('the live tail shows a request as it happens', async () => {
+    await go(admin, 'live');
+    await waitFor(async () => (await admin.locator(tid('tail-status')).textContent()) === 'live', { what: 'the tail to connect' });
+    const r = await chat(gw.baseUrl, MASTER_KEY, 'A request for the live tail ' + randomBytes(4).toString('hex'));
+    assert.equal(r.status, 200);
+    assert.ok(r.requestId, 'x-request-id');
+    const row = admin.locator(`${tid('tail-row')}[data-request-id="${r.requestId}"]`);
+    await row.waitFor();
+    assert.equal(await row.getAttribute('data-model'), MODEL);
+    assert.equal(await row.getAttribute('data-cache'), 'miss');
+    // Never prompt text.
+    assert.doesNotMatch(await admin.locator(tid('tail-body')).textContent(), /A request for the live tail/);
+    await screenshot(admin, 'live');
+  });
+
+  it('deployments, spend and audit pages show the traffic', async () => {
+    await go(admin, 'deployments');
+    const rows = admin.locator(tid('deployment-row'));
+    await rows.first().waitFor();
+    assert.equal(await admin.locator(`${tid('group')}[data-group="${MODEL}"] ${tid('deployment-row')}`).count(), 2);
+    assert.match(await admin.locator(`${tid('group')}[data-group="${MODEL}"] ${tid('strategy')}`).textContent(), /simple-shuffle/);
+    await screenshot(admin, 'deployments');
+
+    await go(admin, 'spend');
+    await admin.locator(`${tid('spend-row')}[data-group="${MODEL}"]`).waitFor();
+    await admin.locator(tid('spend-group-by')).selectOption('key');
+    await admin.locator(`${tid('spend-row')}[data-group="${createdKey.id}"]`).waitFor();
+    const href = await admin.locator(tid('spend-csv')).getAttribute('href');
+    assert.match(href, /^\/ui\/api\/spend\.csv\?group_by=key/);
+    const csv = await pageFetch(admin, href);
+    assert.equal(csv.status, 200);
+    assert.match(csv.body.split('\n')[0], /saved_usd/);
+    await admin.locator(tid('spend-group-by')).selectOption('model');
+    await admin.locator(`${tid('spend-row')}[data-group="${MODEL}"]`).waitFor();
+    await screenshot(admin, 'spend');
+
+    await go(admin, 'audit');
+    await admin.locator(tid('audit-row')).first().waitFor();
+    await admin.locator(tid('audit-kind')).selectOption('admin');
+    await admin.locator(tid('audit-apply')).click();
+    await waitFor(async () => {
+      const kinds = await admin.locator(tid('audit-row')).evaluateAll((els) => els.map((e) => e.dataset.kind));
+      return kinds.length > 0 && kinds.every((k) => k === 'admin');
+    }, { what: 'only admin records' });
+    await admin.locator(tid('audit-kind')).selectOption('');
+    await admin.locator(tid('audit-apply')).click();
+    await waitFor(async () => (await admin.locator(`${tid('audit-row')}[data-kind="request"]`).count()) > 0, { what: 'request records again' });
+    await screenshot(admin, 'audit');
+  });
+
+  it('changes need the CSRF token', async () => {
+    const without = await pageFetch(admin, '/admin/cache/flush', { method: 'POST', body: { namespace: 'nothing-here' } });
+    assert.equal(without.status, 403);
+    assert.match(without.body, /csrf/i);
+    const withToken = await pageFetch(admin, '/admin/cache/flush', { method: 'POST', body: { namespace: 'nothing-here' }, csrf: true });
+    assert.equal(withToken.status, 200, withToken.body);
+  });
+
+  it('a virtual key sees only its own usage and gets 403 from admin pages and APIs', async () => {
+    const { context, page } = await newPage();
+    try {
+      await login(page, createdKey.secret);
+      await page.locator(tid('page-me')).waitFor();
+      assert.equal(await page.locator(tid('nav-keys')).count(), 0);
+      assert.equal(await page.locator(tid('nav-cache')).count(), 0);
+      assert.equal(await page.locator(tid('nav-overview')).count(), 1);
+      assert.ok(Number(await page.locator(tid('me-spend')).getAttribute('data-value')) > 0);
+      await page.locator(tid('me-budget-bar')).waitFor();
+      await screenshot(page, 'my-usage');
+      for (const route of ['keys', 'cache', 'deployments', 'audit']) {
+        await page.evaluate((r) => { location.hash = r; }, '#/' + route);
+        await page.locator(tid('page-forbidden')).waitFor();
+      }
+      for (const path of ['/admin/keys', '/admin/cache/config', '/admin/audit', '/ui/api/deployments']) {
+        const r = await pageFetch(page, path);
+        assert.equal(r.status, 403, `${path}: ${r.body}`);
+      }
+      const put = await pageFetch(page, '/admin/cache/config', { method: 'PUT', body: { default_threshold: 0.5 }, csrf: true });
+      assert.equal(put.status, 403);
+      // Its overview is its own: one request so far (the SDK's), not the admin's traffic.
+      await go(page, 'overview');
+      await waitFor(async () => (await statValue(page, 'stat-requests')) >= 1, { what: 'the key\'s own requests' });
+      assert.ok((await statValue(page, 'stat-requests')) < (await statValue(admin, 'stat-requests')));
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('is readable at phone width', async () => {
+    const { context, page } = await newPage(PHONE);
+    try {
+      await login(page, MASTER_KEY);
+      await page.locator(tid('stat-requests')).waitFor();
+      await page.locator(tid('chart-requests')).waitFor({ timeout: 60_000 });
+      // Nothing wider than the screen.
+      const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+      assert.ok(overflow <= 1, `page is ${overflow}px wider than the phone`);
+      await screenshot(page, 'overview-phone');
+      await page.locator(tid('menu-toggle')).click();
+      await page.locator(tid('nav-keys')).click();
+      await page.locator(tid('page-keys')).waitFor();
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('logout locks the pages again', async () => {
+    await go(admin, 'keys');
+    await admin.locator(tid('logout')).click();
+    await admin.locator(tid('login-form')).waitFor();
+    assert.equal(await admin.locator(tid('nav')).isVisible(), false);
+    await admin.evaluate(() => { location.hash = '#/cache'; });
+    await admin.reload();
+    await admin.locator(tid('login-form')).waitFor();
+    assert.equal(await admin.locator(tid('page-cache')).count(), 0);
+    for (const path of ['/ui/api/session', '/ui/api/overview?range=1h', '/admin/keys']) {
+      const r = await pageFetch(admin, path);
+      assert.equal(r.status, 401, `${path} after logout: ${r.body}`);
+    }
+  });
+
+  it('raised no script errors', () => {
+    assert.deepEqual(pageErrors, []);
+  });
+});
