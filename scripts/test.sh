@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The whole check: setup, format, lints, Rust tests, then the OpenAI-SDK end-to-end tests
-# against the real binary. Stops at the first failure (non-zero exit) and names the step.
+# against the real binary, then the dashboard's browser tests (headless chromium; they also
+# refresh the screenshots in docs/screenshots/). Stops at the first failure (non-zero exit) and
+# names the step.
 # The last line sums up every test run: "test.sh: N passed, 0 failed".
 #
 # Usage: scripts/test.sh            (from any directory; CI runs it through .ci/run)
@@ -46,6 +48,7 @@ fi
 
 step "cargo build --bin sluice"
 cargo build --bin sluice
+cargo build --bin sluice-mock-upstream  # the browser tests' upstream
 
 target_dir="${CARGO_TARGET_DIR:-$ROOT/target}"
 case "$target_dir" in /*) ;; *) target_dir="$ROOT/$target_dir" ;; esac
@@ -53,6 +56,9 @@ export SLUICE_BIN="$target_dir/debug/sluice"
 
 step "end-to-end tests (OpenAI Python SDK)"
 logged pytest "$ROOT/.venv/bin/python" -m pytest tests/e2e -q -p no:cacheprovider --color=no
+
+step "browser tests (dashboard, headless chromium)"
+logged uitest node --test --test-reporter=spec tests/ui/
 
 # Sum the passed tests of every runner (any failure has already stopped the script).
 count() {
@@ -68,6 +74,9 @@ count() {
     # pytest: "27 passed in 1.23s" / "27 passed, 1 skipped in ..."
     n="$(sed -n 's/^\([0-9]\+\) passed.* in [0-9.]\+s.*/\1/p' "$LOGS"/pytest.log | tail -n 1)"
     total=$((total + ${n:-0}))
+    # node --test (spec reporter): "ℹ pass 12"
+    n="$(sed -n 's/^ℹ pass \([0-9]\+\)$/\1/p' "$LOGS"/uitest.log 2>/dev/null | tail -n 1)"
+    total=$((total + ${n:-0}))
     echo "$total"
 }
 skipped() {
@@ -81,7 +90,7 @@ skipped() {
 passed="$(count)"
 skips="$(skipped)"
 current="done"
-printf '\nAll checks passed: fmt, clippy, Rust tests, end-to-end tests.\n'
+printf '\nAll checks passed: fmt, clippy, Rust tests, end-to-end tests, browser tests.\n'
 if [ "$skips" -gt 0 ]; then
     printf 'test.sh: %s passed, 0 failed, %s skipped\n' "$passed" "$skips"
 else

@@ -201,7 +201,11 @@ export function python(script, env = {}) {
 export async function screenshot(page, name) {
   mkdirSync(SCREENSHOTS, { recursive: true });
   // Let charts and fonts settle on their final layout (a condition, not a timer).
-  await page.evaluate(() => document.fonts.ready);
+  await page.evaluate(async () => {
+    await document.fonts.ready;
+    document.querySelectorAll('.toast').forEach((el) => el.remove());
+    window.scrollTo(0, 0);
+  });
   await page.screenshot({ path: join(SCREENSHOTS, name + '.png'), fullPage: true });
 }
 

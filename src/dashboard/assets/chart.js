@@ -4,12 +4,16 @@
 
 import { h, s } from './dom.js';
 
-/** Round a max up to 1, 2 or 5 x 10^n so ticks land on readable values. */
-function niceMax(v) {
-  if (!(v > 0)) return 1;
-  const p = 10 ** Math.floor(Math.log10(v));
-  for (const m of [1, 2, 5, 10]) if (v <= m * p) return m * p;
-  return 10 * p;
+/** Four ticks on round values (1, 2, 2.5 or 5 x 10^n apart) covering 0..v; whole steps when
+ * `integer` (counts never get a 0.5 tick). Returns the top of the axis. */
+function niceMax(v, integer = false) {
+  if (!(v > 0)) return integer ? 4 : 1;
+  const raw = v / 4;
+  const p = 10 ** Math.floor(Math.log10(raw));
+  let step = 10 * p;
+  for (const m of [1, 2, 2.5, 5, 10]) if (raw <= m * p) { step = m * p; break; }
+  if (integer) step = Math.max(1, Math.ceil(step));
+  return step * 4;
 }
 
 /**
@@ -18,7 +22,7 @@ function niceMax(v) {
  *         testid, height }
  */
 export function lineChart(opts) {
-  const { title, times, series, yFormat = String, xFormat = String, testid, height = 170 } = opts;
+  const { title, times, series, yFormat = String, xFormat = String, testid, height = 170, integer = false } = opts;
   const box = h('figure', { class: 'chart', testid });
   const readout = h('div', { class: 'chart-readout' }, '\u00a0');
   const legend = h('div', { class: 'legend' },
@@ -35,7 +39,7 @@ export function lineChart(opts) {
     const n = times.length;
     let max = 0;
     for (const sr of series) for (const v of sr.values) if (v !== null && v > max) max = v;
-    max = niceMax(max);
+    max = niceMax(max, integer);
     const x = (i) => padL + (n <= 1 ? w / 2 : (i * w) / (n - 1));
     const y = (v) => padT + hgt - (v / max) * hgt;
     const svg = s('svg', { width, height, viewBox: `0 0 ${width} ${height}`, class: 'chart-plot', role: 'img', 'aria-label': title });
@@ -91,7 +95,7 @@ export function lineChart(opts) {
 }
 
 /** A bar chart: bars: [{label, value}]. */
-export function barChart({ title, bars, yFormat = String, testid, height = 160, cls = 's1' }) {
+export function barChart({ title, bars, yFormat = String, testid, height = 160, cls = 's1', integer = true }) {
   const box = h('figure', { class: 'chart', testid });
   box.append(h('figcaption', null, h('span', { class: 'chart-title' }, title)));
   const holder = h('div', { class: 'chart-svg' });
@@ -101,7 +105,7 @@ export function barChart({ title, bars, yFormat = String, testid, height = 160, 
     const padL = 44, padR = 8, padT = 8, padB = 22;
     const w = width - padL - padR;
     const hgt = height - padT - padB;
-    const max = niceMax(Math.max(0, ...bars.map((b) => b.value)));
+    const max = niceMax(Math.max(0, ...bars.map((b) => b.value)), integer);
     const bw = w / Math.max(bars.length, 1);
     const svg = s('svg', { width, height, viewBox: `0 0 ${width} ${height}`, class: 'chart-plot', role: 'img', 'aria-label': title });
     for (let k = 0; k <= 4; k += 1) {

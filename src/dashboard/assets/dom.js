@@ -48,7 +48,7 @@ export function mount(parent, ...children) {
 export function stat(testid, label, shown, raw, sub) {
   return h('div', { class: 'stat', testid, 'data-value': raw === null || raw === undefined ? '' : raw },
     h('div', { class: 'stat-label' }, label),
-    h('div', { class: 'stat-value' }, shown),
+    h('div', { class: String(shown).length > 8 ? 'stat-value long' : 'stat-value' }, shown),
     sub ? h('div', { class: 'stat-sub' }, sub) : null);
 }
 

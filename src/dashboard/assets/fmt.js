@@ -26,8 +26,9 @@ export function usd(n) {
   if (a >= 10000) return sign + '$' + count(a);
   if (a >= 1) return sign + '$' + a.toFixed(2);
   if (a >= 0.01) return sign + '$' + a.toFixed(2);
-  if (a >= 0.0001) return sign + '$' + a.toPrecision(2).replace(/0+$/, '');
-  return sign + '<$0.0001';
+  // Fractions of a cent (one cheap request): two significant digits, never an exponent.
+  if (a >= 0.000001) return sign + '$' + a.toFixed(Math.ceil(-Math.log10(a)) + 1).replace(/0+$/, '');
+  return sign + '<$0.000001';
 }
 
 /** Milliseconds: "0.8 ms", "35 ms", "1.2 s". */
@@ -43,6 +44,7 @@ export function ms(n) {
 export function pct(r) {
   if (r === null || r === undefined || Number.isNaN(r)) return dash;
   const p = r * 100;
+  if (p > 0 && p < 0.1) return '<0.1%';
   if (p > 0 && p < 10) return p.toFixed(1).replace(/\.0$/, '') + '%';
   return Math.round(p) + '%';
 }
@@ -50,6 +52,7 @@ export function pct(r) {
 /** Per second rate: "0.4/s", "12/s", "1.2k/s". */
 export function rate(n) {
   if (n === null || n === undefined || Number.isNaN(n)) return dash;
+  if (n > 0 && n < 1) return n.toPrecision(2).replace(/\.?0+$/, '') + '/s';
   if (n > 0 && n < 10) return n.toFixed(1).replace(/\.0$/, '') + '/s';
   return count(Math.round(n)) + '/s';
 }

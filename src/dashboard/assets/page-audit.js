@@ -1,5 +1,5 @@
-// Audit: the hash-chained audit log (GET /admin/audit) with filters by kind, key and time, and
-// paging through next_cursor.
+// Audit: the hash-chained audit log (GET /admin/audit, oldest first, as the chain is kept) with
+// filters by kind, key and time, and paging through next_cursor.
 
 import { api } from './api.js';
 import { h, empty, errorBox } from './dom.js';
@@ -27,8 +27,8 @@ export async function render(ctx) {
   const to = h('input', { type: 'datetime-local', testid: 'audit-to' });
   const apply = h('button', { type: 'submit', class: 'btn primary', testid: 'audit-apply' }, 'Filter');
   const list = h('div', { testid: 'audit-list' });
-  const prev = h('button', { type: 'button', class: 'btn', testid: 'audit-prev' }, '← Newer');
-  const next = h('button', { type: 'button', class: 'btn', testid: 'audit-next' }, 'Older →');
+  const prev = h('button', { type: 'button', class: 'btn', testid: 'audit-prev' }, '← Previous page');
+  const next = h('button', { type: 'button', class: 'btn', testid: 'audit-next' }, 'Next page →');
   const form = h('form', { class: 'row filters', testid: 'audit-filters' },
     h('label', { for: 'audit-kind' }, 'Kind'), kind, key, h('label', null, 'From'), from, h('label', null, 'To'), to, apply);
   root.append(h('div', { class: 'page-head' }, h('h1', null, 'Audit log')), form, list, h('div', { class: 'row-end' }, prev, next));

@@ -46,7 +46,7 @@ export async function render(ctx) {
       if (!ctx.alive()) return;
       statsBox.replaceChildren(
         stat('cache-hit-rate', 'Hit rate', f.pct(st.hit_rate), st.hit_rate,
-          `${f.count(st.hits.total)} hits of ${f.count(st.hits.total + st.misses)} lookups served`),
+          `${f.count(st.hits.total)} of ${f.count(st.hits.total + st.misses)} answered from the cache`),
         stat('cache-hits', 'Hits by kind', f.count(st.hits.total), st.hits.total,
           `exact ${f.count(st.hits.exact)} · semantic ${f.count(st.hits.semantic)} · coalesced ${f.count(st.hits.coalesced)}`),
         stat('cache-entries', 'Entries', f.count(st.entries), st.entries, st.index_loading ? 'index loading…' : `index ${f.count(st.index_size)}`),

@@ -38,7 +38,7 @@ export async function render(ctx) {
   };
   drawRange();
 
-  let lastChartsAt = 0;
+  let lastSeries = '';
   let busy = false;
   const load = async (forceCharts) => {
     if (busy) return;
@@ -67,9 +67,10 @@ export async function render(ctx) {
         stat('stat-ttft', 'Time to first token p50', f.ms(t.ttft_p50_ms), t.ttft_p50_ms),
         stat('stat-errors', 'Errors', f.count(t.errors), t.errors));
       status.textContent = 'updated ' + f.time(Date.now());
-      // Charts are redrawn when the range changes and at most every 30 s (they move slowly).
-      if (forceCharts || Date.now() - lastChartsAt > 30000 || !charts.firstChild) {
-        lastChartsAt = Date.now();
+      // Charts are redrawn only when their data changed (keeps the hover readout steady).
+      const sig = JSON.stringify(d.series);
+      if (forceCharts || sig !== lastSeries) {
+        lastSeries = sig;
         drawChartsFor(charts, d);
       }
     } catch (e) {
@@ -107,13 +108,13 @@ function drawChartsFor(charts, d) {
           return served ? p[k] / served : null;
         }),
       })) }),
-    lineChart({ title: 'Tokens', testid: 'chart-tokens', times, xFormat: xf, yFormat: f.count,
+    lineChart({ title: 'Tokens', testid: 'chart-tokens', times, xFormat: xf, yFormat: f.count, integer: true,
       series: [{ name: 'in', values: get('tokens_in'), cls: 's1' }, { name: 'out', values: get('tokens_out'), cls: 's3' }] }),
     lineChart({ title: 'Spend and saved (USD)', testid: 'chart-spend', times, xFormat: xf, yFormat: f.usd,
       series: [{ name: 'spend', values: get('cost_usd'), cls: 's4' }, { name: 'saved', values: get('saved_usd'), cls: 's2' }] }),
     lineChart({ title: 'Latency', testid: 'chart-latency', times, xFormat: xf, yFormat: f.ms,
       series: [{ name: 'p50', values: get('p50_ms'), cls: 's1' }, { name: 'p99', values: get('p99_ms'), cls: 's4' }, { name: 'TTFT p50', values: get('ttft_p50_ms'), cls: 's3' }] }),
-    lineChart({ title: 'Errors', testid: 'chart-errors', times, xFormat: xf, yFormat: f.count,
+    lineChart({ title: 'Errors', testid: 'chart-errors', times, xFormat: xf, yFormat: f.count, integer: true,
       series: [{ name: 'errors', values: get('errors'), cls: 's4' }] }));
   drawCharts(charts);
 }
