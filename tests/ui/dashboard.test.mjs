@@ -138,7 +138,6 @@ describe('dashboard', () => {
       await waitFor(async () => (await admin.locator(tid('range-' + r)).getAttribute('aria-pressed')) === 'true');
       await admin.locator(tid('chart-requests')).waitFor();
     }
-    await screenshot(admin, 'overview');
   });
 
   it('creates a key in the UI that works from the openai SDK', async () => {
@@ -259,6 +258,13 @@ except openai.APIStatusError as e:
   });
 
   it('deployments, spend and audit pages show the traffic', async () => {
+    // The overview's screenshot is taken here, with every earlier test's traffic in it.
+    await go(admin, 'overview');
+    await admin.locator(tid('chart-requests')).waitFor();
+    const all = JSON.parse((await pageFetch(admin, '/ui/api/overview?range=1h')).body).totals.requests;
+    await waitFor(async () => (await statValue(admin, 'stat-requests')) >= all, { what: 'the overview to catch up' });
+    await screenshot(admin, 'overview');
+
     await go(admin, 'deployments');
     const rows = admin.locator(tid('deployment-row'));
     await rows.first().waitFor();
@@ -330,6 +336,26 @@ except openai.APIStatusError as e:
     } finally {
       await context.close();
     }
+  });
+
+  it('rotates and revokes a key in the UI', async () => {
+    await go(admin, 'keys');
+    const row = admin.locator(`${tid('key-row')}[data-id="${createdKey.id}"]`);
+    await row.locator(tid('key-rotate')).click();
+    await admin.locator(tid('confirm-ok')).click();
+    const secret = await admin.locator(tid('key-secret')).inputValue();
+    assert.match(secret, /^sk-/);
+    assert.notEqual(secret, createdKey.secret);
+    await admin.locator(tid('key-secret-done')).click();
+    // Both secrets work during the grace period.
+    assert.equal((await chat(gw.baseUrl, secret, 'After rotation, new secret')).status, 200);
+    assert.equal((await chat(gw.baseUrl, createdKey.secret, 'After rotation, old secret')).status, 200);
+
+    await row.locator(tid('key-revoke')).click();
+    await admin.locator(tid('confirm-ok')).click();
+    await waitFor(async () => (await row.getAttribute('data-status')) === 'revoked', { what: 'the key to show as revoked' });
+    assert.equal(await row.locator(tid('key-revoke')).count(), 0);
+    assert.equal((await chat(gw.baseUrl, secret, 'After revocation')).status, 401);
   });
 
   it('is readable at phone width', async () => {

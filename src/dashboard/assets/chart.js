@@ -16,6 +16,11 @@ function niceMax(v, integer = false) {
   return step * 4;
 }
 
+/** Left padding wide enough for the longest y label (10.5 px text is ~6.3 px per character). */
+function labelRoom(labels) {
+  return Math.max(30, Math.ceil(Math.max(...labels.map((l) => String(l).length)) * 6.3) + 12);
+}
+
 /**
  * A line chart.
  * opts: { title, times: [unix s], series: [{name, values: [n|null], cls}], yFormat, xFormat,
@@ -33,13 +38,14 @@ export function lineChart(opts) {
 
   const draw = () => {
     const width = Math.max(holder.clientWidth || 600, 240);
-    const padL = 52, padR = 10, padT = 8, padB = 22;
-    const w = width - padL - padR;
-    const hgt = height - padT - padB;
     const n = times.length;
     let max = 0;
     for (const sr of series) for (const v of sr.values) if (v !== null && v > max) max = v;
     max = niceMax(max, integer);
+    const padL = labelRoom([0, 1, 2, 3, 4].map((k) => yFormat((max * k) / 4)));
+    const padR = 10, padT = 8, padB = 22;
+    const w = width - padL - padR;
+    const hgt = height - padT - padB;
     const x = (i) => padL + (n <= 1 ? w / 2 : (i * w) / (n - 1));
     const y = (v) => padT + hgt - (v / max) * hgt;
     const svg = s('svg', { width, height, viewBox: `0 0 ${width} ${height}`, class: 'chart-plot', role: 'img', 'aria-label': title });
@@ -102,10 +108,11 @@ export function barChart({ title, bars, yFormat = String, testid, height = 160, 
   box.append(holder);
   const draw = () => {
     const width = Math.max(holder.clientWidth || 600, 240);
-    const padL = 44, padR = 8, padT = 8, padB = 22;
+    const max = niceMax(Math.max(0, ...bars.map((b) => b.value)), integer);
+    const padL = labelRoom([0, 1, 2, 3, 4].map((k) => yFormat((max * k) / 4)));
+    const padR = 8, padT = 8, padB = 22;
     const w = width - padL - padR;
     const hgt = height - padT - padB;
-    const max = niceMax(Math.max(0, ...bars.map((b) => b.value)), integer);
     const bw = w / Math.max(bars.length, 1);
     const svg = s('svg', { width, height, viewBox: `0 0 ${width} ${height}`, class: 'chart-plot', role: 'img', 'aria-label': title });
     for (let k = 0; k <= 4; k += 1) {
