@@ -32,6 +32,14 @@ pub enum ApiError {
         /// RFC 3339 time of the expiry.
         at: String,
     },
+    /// A dashboard call came without a live session (and without a key).
+    #[error("not logged in: log in at /ui, or send 'Authorization: Bearer <key>'")]
+    NotLoggedIn,
+    /// A cookie-authenticated call that changes state came without the session's CSRF token.
+    #[error(
+        "missing or wrong CSRF token: send the session's csrf_token in the 'x-sluice-csrf' header"
+    )]
+    CsrfFailed,
     /// The caller is authenticated but may not use `/admin`.
     #[error("this key may not use the admin API (needs the master key or an admin key)")]
     AdminRequired,
@@ -192,6 +200,18 @@ impl ApiError {
                 "invalid_request_error",
                 None,
                 Some("key_expired".into()),
+            ),
+            NotLoggedIn => (
+                StatusCode::UNAUTHORIZED,
+                "invalid_request_error",
+                None,
+                Some("not_logged_in".into()),
+            ),
+            CsrfFailed => (
+                StatusCode::FORBIDDEN,
+                "csrf_failed",
+                Some("x-sluice-csrf".into()),
+                Some("csrf_failed".into()),
             ),
             AdminRequired => (
                 StatusCode::FORBIDDEN,

@@ -14,13 +14,15 @@
 //!        -> stream (SSE tee + accumulator)
 //!        -> limits (settle tokens with real usage), spend (record cost, alerts)
 //!   telemetry (metrics, logs) and audit (hash-chained record of requests and admin actions)
-//!   around all of it; config and error at the edges.
+//!   around all of it; dashboard (/ui: sessions, per-minute rollups, live tail) fed by each
+//!   finished request; config and error at the edges.
 //! ```
 pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod cache;
 pub mod config;
+pub mod dashboard;
 pub mod embed;
 pub mod error;
 pub mod index;

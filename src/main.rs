@@ -199,6 +199,8 @@ fn serve(config: Config) -> anyhow::Result<()> {
             Ok(()) => tracing::debug!("spend flushed"),
             Err(e) => tracing::warn!(error = %e, "spend flush at shutdown failed"),
         }
+        // Likewise the dashboard's per-minute rollups, so the charts keep the last seconds.
+        running.state.dashboard.flush();
         tracing::info!("stopped");
         Ok(())
     })

@@ -48,13 +48,31 @@ pub fn start(config: Config) -> anyhow::Result<Running> {
         let split = split.clone();
         App::new()
             .app_data(app_state.clone())
+            // CSRF: a state-changing call authenticated by the dashboard's session cookie must
+            // carry the session's token (innermost, right before routing).
+            .wrap_fn(|req, srv| {
+                use futures_util::future::{ready, Either};
+                let refused = req.app_data::<web::Data<AppState>>().and_then(|state| {
+                    crate::dashboard::session::check_csrf(
+                        state,
+                        req.method(),
+                        req.path(),
+                        req.headers(),
+                    )
+                    .err()
+                });
+                match refused {
+                    Some(e) => Either::Left(ready(Ok(req.into_response(e.error_response())))),
+                    None => Either::Right(srv.call(req)),
+                }
+            })
             .wrap_fn(move |req, srv| {
                 use futures_util::future::{ready, Either};
                 let refused = split.get().is_some_and(|admin| {
                     // The router's (percent-decoded) path, so `/%61dmin/...` cannot slip past.
                     let path = req.match_info().as_str();
                     let on_admin = admin.contains(&req.app_config().local_addr());
-                    !is_health_path(path) && is_admin_path(path) != on_admin
+                    !is_health_path(path) && !is_ui_path(path) && is_admin_path(path) != on_admin
                 });
                 if refused {
                     let res = ApiError::RouteNotFound {
@@ -108,6 +126,7 @@ pub fn start(config: Config) -> anyhow::Result<Running> {
                     res
                 }
             })
+            .configure(crate::dashboard::routes)
             .configure(api::routes)
     })
     .disable_signals()
@@ -162,6 +181,12 @@ fn is_admin_path(path: &str) -> bool {
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
     };
     under("/admin") || under("/key") || path == "/metrics"
+}
+
+/// The dashboard answers on both listeners: with `sluice.admin_listen`, open it on the admin
+/// port so that its admin pages reach `/admin/*`.
+fn is_ui_path(path: &str) -> bool {
+    path == "/ui" || path.starts_with("/ui/")
 }
 
 /// Health probes answer on both listeners: orchestrators may probe either port.

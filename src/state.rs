@@ -42,6 +42,10 @@ pub struct AppState {
     pub spend: Arc<Spend>,
     /// Writes spend to the store in the background; flushes once more when the state is dropped.
     _spend_flusher: Flusher,
+    /// Dashboard sessions, per-minute rollups and the live tail.
+    pub dashboard: Arc<crate::dashboard::Dashboard>,
+    /// Flushes and prunes the dashboard's rollups; flushes once more when the state is dropped.
+    _dashboard_upkeep: crate::dashboard::Upkeep,
     /// Start time, for uptime.
     pub started: Instant,
     ready: AtomicBool,
@@ -87,7 +91,11 @@ impl AppState {
         );
         let spend_flusher = spend.start_flusher();
         let pii = Arc::new(crate::pii::PiiGuard::new(config.pii.clone())?);
+        let dashboard = crate::dashboard::Dashboard::new(&config, Arc::clone(&store));
+        let dashboard_upkeep = dashboard.start_upkeep();
         Ok(Self {
+            dashboard,
+            _dashboard_upkeep: dashboard_upkeep,
             pii,
             limits,
             spend,

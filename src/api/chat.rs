@@ -4,6 +4,8 @@ use super::read_json;
 use crate::audit::{AuditLog, RequestRecord};
 use crate::auth::authenticate;
 use crate::cache;
+use crate::dashboard::ttft::FirstByte;
+use crate::dashboard::Dashboard;
 use crate::error::ApiError;
 use crate::limits;
 use crate::pipeline::{self, Caller, Reply, ReplyBody};
@@ -85,14 +87,17 @@ impl Audit<'_> {
     }
 }
 
-/// Completes a record with the usage and latency known at the end, and appends it. The audit
-/// log is best effort for the request: a failed append is logged, the client keeps its answer.
+/// Completes a record with the usage and latency known at the end, feeds the dashboard's
+/// rollups and live tail (memory only), and appends it. The audit log is best effort for the
+/// request: a failed append is logged, the client keeps its answer.
 fn append_record(
     log: &AuditLog,
+    dashboard: &Dashboard,
     mut record: RequestRecord,
     usage: Option<Usage>,
     stream_price: Option<crate::pricing::Price>,
     started: Instant,
+    first_byte: Option<Instant>,
 ) {
     if let Some(u) = usage {
         record.prompt_tokens = u.prompt_tokens;
@@ -103,6 +108,8 @@ fn append_record(
         }
     }
     record.latency_ms = started.elapsed().as_secs_f64() * 1e3;
+    let ttft_ms = first_byte.map(|t| t.duration_since(started).as_secs_f64() * 1e3);
+    dashboard.record(&record, ttft_ms);
     if let Err(e) = log.append_request(record) {
         tracing::warn!(error = %e, "audit append failed");
     }
@@ -127,6 +134,7 @@ pub(super) fn respond(
     let record = audit.record(model, result.as_ref().ok(), status_of(&result));
     let usage = Arc::clone(&audit.caller.usage);
     let log = Arc::clone(&state.audit);
+    let dash = Arc::clone(&state.dashboard);
     let (mut response, outcome) = match result {
         Ok(reply) => {
             let mut b = HttpResponse::Ok();
@@ -157,15 +165,18 @@ pub(super) fn respond(
             }
             let resp = match reply.body {
                 ReplyBody::Json(bytes) => {
-                    append_record(&log, record, *usage.lock(), None, started);
+                    append_record(&log, &dash, record, *usage.lock(), None, started, None);
                     b.insert_header((CONTENT_TYPE, HeaderValue::from_static("application/json")))
                         .body(bytes)
                 }
                 ReplyBody::Stream(tee) => {
                     // The record waits for the end of the stream: its usage and cost come last.
                     let price = reply.deployment.as_ref().and_then(|d| d.price);
+                    let first = Arc::new(std::sync::OnceLock::new());
+                    let tee = FirstByte::new(tee, Arc::clone(&first));
                     let hook = Box::new(move || {
-                        append_record(&log, record, *usage.lock(), price, started);
+                        let first = first.get().copied();
+                        append_record(&log, &dash, record, *usage.lock(), price, started, first);
                     });
                     b.insert_header((CONTENT_TYPE, HeaderValue::from_static("text/event-stream")))
                         .insert_header((CACHE_CONTROL, HeaderValue::from_static("no-cache")))
@@ -176,7 +187,7 @@ pub(super) fn respond(
             (resp, reply.outcome.as_str())
         }
         Err(e) => {
-            append_record(&log, record, None, None, started);
+            append_record(&log, &dash, record, None, None, started, None);
             (e.error_response(), "error")
         }
     };

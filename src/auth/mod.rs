@@ -1,6 +1,8 @@
 //! Auth: who is calling. Turns request headers into a [`Principal`] or a 401.
 //!
-//! Owns key checking only; it does not look at the body, limits or models.
+//! Owns key checking only; it does not look at the body, limits or models. Without a key
+//! header, the dashboard's session cookie stands in for the key (`dashboard::session`, which
+//! also enforces CSRF for cookie-authenticated changes before routing).
 
 use crate::error::ApiError;
 use crate::keys::time::format_rfc3339;
@@ -105,6 +107,11 @@ fn presented_key(headers: &HeaderMap) -> Option<&str> {
         .filter(|k| !k.is_empty())
 }
 
+/// Whether the request names a key in a header (then a session cookie is not used).
+pub fn has_key_header(headers: &HeaderMap) -> bool {
+    presented_key(headers).is_some()
+}
+
 /// Whether `presented` is the master key, in constant time. Both sides are hashed first, so
 /// neither the master key's length nor the position of the first differing byte shows in timing.
 fn is_master_key(master: &crate::config::Secret, presented: &str) -> bool {
@@ -122,13 +129,23 @@ fn is_master_key(master: &crate::config::Secret, presented: &str) -> bool {
 /// and so is an unknown key that claims to be Sluice's (`sk-sluice-…`, e.g. a revoked one).
 /// Other unknown keys on an open gateway are the dummies SDKs insist on sending: they pass.
 pub fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
-    let master = state.config.master_key.as_ref();
     let Some(presented) = presented_key(headers) else {
-        return match master {
+        // A key header wins over the cookie; without one, the dashboard session answers.
+        if let Some(p) = crate::dashboard::session::principal_from_cookie(state, headers)? {
+            return Ok(p);
+        }
+        return match state.config.master_key {
             Some(_) => Err(ApiError::MissingApiKey),
             None => Ok(Principal::Open),
         };
     };
+    authenticate_key(state, presented)
+}
+
+/// Checks one key (the master key, else a virtual key), as [`authenticate`] does for a key
+/// header; the dashboard's login uses it for the key in its body.
+pub fn authenticate_key(state: &AppState, presented: &str) -> Result<Principal, ApiError> {
+    let master = state.config.master_key.as_ref();
     if master.is_some_and(|m| is_master_key(m, presented)) {
         return Ok(Principal::Master);
     }

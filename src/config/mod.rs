@@ -63,6 +63,8 @@ pub struct Config {
     pub pii: crate::pii::PiiConfig,
     /// Days audit records are kept (`sluice.audit.retention_days`); `None`: forever.
     pub audit_retention_days: Option<u32>,
+    /// Dashboard rollup retention (`sluice.dashboard`).
+    pub dashboard: crate::dashboard::DashboardConfig,
     /// Keys the file used that Sluice does not know; reported as warnings at start-up.
     pub ignored_keys: Vec<String>,
 }

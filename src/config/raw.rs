@@ -175,6 +175,9 @@ pub struct RawSluice {
     /// Audit log retention (`sluice.audit`).
     #[serde(default)]
     pub audit: RawAudit,
+    /// Dashboard settings (`sluice.dashboard`).
+    #[serde(default)]
+    pub dashboard: RawDashboard,
     /// PII guard (`sluice.pii`); see `pii.rs`.
     #[serde(default)]
     pub pii: super::pii::RawPii,
@@ -194,6 +197,13 @@ pub struct RawSluice {
 #[derive(Debug, Default, Deserialize)]
 pub struct RawAudit {
     /// Days to keep records (default: forever).
+    pub retention_days: Option<u32>,
+}
+
+/// `sluice.dashboard`: how long the dashboard's per-minute rollups are kept.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawDashboard {
+    /// Days of rollups kept (default 8, so the 7-day chart is always full).
     pub retention_days: Option<u32>,
 }
 

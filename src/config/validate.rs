@@ -271,9 +271,23 @@ fn validate(
             "must be at least 1 (leave it out to keep records forever)",
         );
     }
+    let dashboard_retention = raw
+        .sluice
+        .dashboard
+        .retention_days
+        .unwrap_or(crate::dashboard::DEFAULT_RETENTION_DAYS);
+    if !(1..=3650).contains(&dashboard_retention) {
+        issues.push(
+            "sluice.dashboard.retention_days",
+            format!("must be between 1 and 3650 days, got {dashboard_retention}"),
+        );
+    }
     Config {
         realtime,
         pii,
+        dashboard: crate::dashboard::DashboardConfig {
+            retention_days: dashboard_retention.clamp(1, 3650),
+        },
         audit_retention_days: raw.sluice.audit.retention_days.filter(|d| *d > 0),
         security,
         routing,

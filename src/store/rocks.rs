@@ -59,6 +59,9 @@ column_families! {
     Responses => "responses",
     /// audit record seq (u64 big-endian) -> sealed JSON record, hash-chained (owned by `audit`).
     Audit => "audit",
+    /// dashboard per-minute rollups: scope, 0, minute (u64 big-endian) -> JSON bucket (owned by
+    /// `dashboard`).
+    Rollups => "rollups",
 }
 
 /// A raw record as read by [`Store::iter_from`]: `(key, value)`.
