@@ -36,6 +36,19 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
 }
 
 /// `GET /admin/cache/config`.
+#[utoipa::path(
+    get,
+    path = "/admin/cache/config",
+    tag = "admin",
+    description = "Live cache settings. 400 when the cache is disabled in the config.",
+    responses(
+        (status = 200, description = "The settings", body = super::openapi::CacheSettingsDoc),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
+    ),
+    security(("bearer" = []), ("api_key" = [])),
+)]
 pub async fn get_config(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -45,6 +58,22 @@ pub async fn get_config(
 }
 
 /// `PUT /admin/cache/config`: the fields given replace the current ones; persisted.
+#[utoipa::path(
+    put,
+    path = "/admin/cache/config",
+    tag = "admin",
+    description = "The fields given replace the current ones; persisted.",
+    request_body = super::openapi::CacheSettingsDoc,
+    responses(
+        (status = 200, description = "The new settings", body = super::openapi::CacheSettingsDoc),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
+        (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 500, response = super::openapi::ServerError),
+    ),
+    security(("bearer" = []), ("api_key" = [])),
+)]
 pub async fn put_config(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -85,12 +114,25 @@ pub async fn put_config(
 }
 
 /// `GET /admin/cache/stats`.
+#[utoipa::path(
+    get,
+    path = "/admin/cache/stats",
+    tag = "admin",
+    description = "Entry counts, hits and misses.",
+    responses(
+        (status = 200, description = "Cache statistics", body = super::openapi::Object),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
+    ),
+    security(("bearer" = []), ("api_key" = [])),
+)]
 pub async fn stats(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let (_, c) = admin_cache(&state, &req)?;
     Ok(HttpResponse::Ok().json(c.stats()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct LookupBody {
     model: String,
@@ -106,6 +148,23 @@ struct LookupBody {
 
 /// `POST /admin/cache/lookup`: nearest cached neighbours of a prompt in its scope, with
 /// similarity and verdict. Changes nothing.
+#[utoipa::path(
+    post,
+    path = "/admin/cache/lookup",
+    tag = "admin",
+    description = "Nearest cached neighbours of a prompt in its scope, with similarity and verdict. Changes nothing.",
+    request_body = LookupBody,
+    responses(
+        (status = 200, description = "The candidates", body = super::openapi::LookupResult),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 500, response = super::openapi::ServerError),
+    ),
+    security(("bearer" = []), ("api_key" = [])),
+)]
 pub async fn lookup(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -145,7 +204,7 @@ pub async fn lookup(
     })))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct FlushBody {
     #[serde(default)]
@@ -155,6 +214,23 @@ struct FlushBody {
 }
 
 /// `POST /admin/cache/flush`: everything, or one namespace and/or model group.
+#[utoipa::path(
+    post,
+    path = "/admin/cache/flush",
+    tag = "admin",
+    description = "Deletes every entry, or those of one namespace and/or model group. An empty body flushes everything.",
+    request_body(content = FlushBody, description = "Optional", content_type = "application/json"),
+    responses(
+        (status = 200, description = "How many entries were deleted", body = super::openapi::Flushed),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 500, response = super::openapi::ServerError),
+    ),
+    security(("bearer" = []), ("api_key" = [])),
+)]
 pub async fn flush(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -189,6 +265,22 @@ pub async fn flush(
 }
 
 /// `DELETE /admin/cache/entries/{id}`.
+#[utoipa::path(
+    delete,
+    path = "/admin/cache/entries/{id}",
+    tag = "admin",
+    description = "Deletes one cache entry.",
+    params(("id" = String, Path, description = "Entry id (a number, as in `x-sluice-cache-entry`)")),
+    responses(
+        (status = 200, description = "Deleted", body = super::openapi::EntryDeleted),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 500, response = super::openapi::ServerError),
+    ),
+    security(("bearer" = []), ("api_key" = [])),
+)]
 pub async fn delete_entry(
     req: HttpRequest,
     state: web::Data<AppState>,

@@ -14,6 +14,21 @@ const KNOWN: &[&str] = &["from", "to", "key", "kind", "cursor", "limit"];
 /// `GET /admin/audit?from=&to=&key=&kind=request|admin&cursor=&limit=`: records in seq order,
 /// `from`/`to` as RFC 3339 or Unix ms (both inclusive), `key` a key id (a request's key, an admin
 /// action's actor or target); `next_cursor` is `null` on the last page.
+#[utoipa::path(
+    get,
+    path = "/admin/audit",
+    tag = "admin",
+    description = "Pages of the tamper-evident audit log, in sequence order. Master key only (admin virtual keys get 403).",
+    params(("from" = Option<String>, Query, description = "RFC 3339 time or Unix ms, inclusive"), ("to" = Option<String>, Query, description = "RFC 3339 time or Unix ms, inclusive"), ("key" = Option<String>, Query, description = "Key id: a request's key, an admin action's actor or target"), ("kind" = Option<String>, Query, description = "`request` or `admin`"), ("cursor" = Option<u64>, Query, description = "`next_cursor` of the previous page"), ("limit" = Option<u64>, Query, description = "Records per page")),
+    responses(
+        (status = 200, description = "A page of records", body = super::openapi::AuditPage),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
+        (status = 500, response = super::openapi::ServerError),
+    ),
+    security(("bearer" = []), ("api_key" = [])),
+)]
 pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     // Master key only, not admin virtual keys: the log records what admin keys do.
     match authenticate(&state, req.headers())? {

@@ -228,6 +228,31 @@ fn status_label(s: StatusCode) -> &'static str {
 }
 
 /// `POST /v1/chat/completions`.
+#[utoipa::path(
+    post,
+    path = "/v1/chat/completions",
+    tag = "openai",
+    description = "OpenAI chat completions through the semantic cache and the router. Also served \
+        at `/chat/completions`. With `stream: true` the answer is server-sent events.",
+    params(super::openapi::CacheHeaders),
+    request_body = super::openapi::ChatCompletionRequest,
+    responses(
+        (status = 200, description = "The completion (`x-sluice-cache` says whether it came from the cache)",
+            content(
+                (super::openapi::ChatCompletion = "application/json"),
+                (String = "text/event-stream"),
+            )),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 429, response = super::openapi::TooManyRequests),
+        (status = "4XX", description = "Another client error relayed from the provider", body = super::openapi::ErrorBody),
+        (status = "5XX", response = super::openapi::UpstreamFailure),
+    ),
+    security(("bearer" = []), ("api_key" = [])),
+)]
 pub async fn chat_completions(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -256,6 +281,25 @@ pub async fn chat_completions(
 }
 
 /// `POST /v1/embeddings`.
+#[utoipa::path(
+    post,
+    path = "/v1/embeddings",
+    tag = "openai",
+    description = "OpenAI embeddings (not cached). Also served at `/embeddings`.",
+    request_body = super::openapi::EmbeddingsRequest,
+    responses(
+        (status = 200, description = "The embeddings", body = super::openapi::EmbeddingsResponse),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 429, response = super::openapi::TooManyRequests),
+        (status = "4XX", description = "Another client error relayed from the provider", body = super::openapi::ErrorBody),
+        (status = "5XX", response = super::openapi::UpstreamFailure),
+    ),
+    security(("bearer" = []), ("api_key" = [])),
+)]
 pub async fn embeddings(
     req: HttpRequest,
     state: web::Data<AppState>,

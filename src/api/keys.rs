@@ -131,6 +131,22 @@ fn audit(
 }
 
 /// `POST /admin/keys`: 201 with the record and its secret (`key`), shown this once.
+#[utoipa::path(
+    post,
+    path = "/admin/keys",
+    tag = "admin",
+    description = "Creates a virtual key; its secret (`key`) is in this answer only.",
+    request_body = super::openapi::KeyFields,
+    responses(
+        (status = 201, description = "The record with its secret", body = super::openapi::KeyRecord),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
+        (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 500, response = super::openapi::ServerError),
+    ),
+    security(("bearer" = []), ("api_key" = [])),
+)]
 async fn create(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -145,6 +161,18 @@ async fn create(
 }
 
 /// `GET /admin/keys`: every key, oldest first, revoked ones included; never a secret.
+#[utoipa::path(
+    get,
+    path = "/admin/keys",
+    tag = "admin",
+    description = "Every key, oldest first, revoked ones included; never a secret.",
+    responses(
+        (status = 200, description = "The keys", body = super::openapi::KeyList),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
+    ),
+    security(("bearer" = []), ("api_key" = [])),
+)]
 async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     require_admin(&state, req.headers())?;
     Ok(HttpResponse::Ok().json(list_json(&state.keys.list(), state.keys.now())))
@@ -158,6 +186,19 @@ fn by_id(state: &AppState, id: &str) -> Result<Arc<VirtualKey>, ApiError> {
 }
 
 /// `GET /admin/keys/{id}`: the record (revoked keys show `status: "revoked"`).
+#[utoipa::path(
+    get,
+    path = "/admin/keys/{id}",
+    tag = "admin",
+    params(("id" = String, Path, description = "Key id (`key_...`)")),
+    responses(
+        (status = 200, description = "The record", body = super::openapi::KeyRecord),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
+        (status = 404, response = super::openapi::NotFound),
+    ),
+    security(("bearer" = []), ("api_key" = [])),
+)]
 async fn get(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -169,6 +210,25 @@ async fn get(
 }
 
 /// `PATCH /admin/keys/{id}`: the fields given replace the current ones (`null` clears).
+#[utoipa::path(
+    patch,
+    path = "/admin/keys/{id}",
+    tag = "admin",
+    description = "The fields given replace the current ones; `null` clears one.",
+    params(("id" = String, Path, description = "Key id (`key_...`)")),
+    request_body = super::openapi::KeyFields,
+    responses(
+        (status = 200, description = "The updated record", body = super::openapi::KeyRecord),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 409, description = "The key is revoked", body = super::openapi::ErrorBody),
+        (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 500, response = super::openapi::ServerError),
+    ),
+    security(("bearer" = []), ("api_key" = [])),
+)]
 async fn update(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -185,6 +245,21 @@ async fn update(
 }
 
 /// `DELETE /admin/keys/{id}`: revokes the key; its secrets stop working at once.
+#[utoipa::path(
+    delete,
+    path = "/admin/keys/{id}",
+    tag = "admin",
+    description = "Revokes the key; its secrets stop working at once.",
+    params(("id" = String, Path, description = "Key id (`key_...`)")),
+    responses(
+        (status = 200, description = "The revoked record", body = super::openapi::KeyRecord),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 500, response = super::openapi::ServerError),
+    ),
+    security(("bearer" = []), ("api_key" = [])),
+)]
 async fn revoke(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -220,6 +295,25 @@ fn grace_seconds(body: &Value) -> Result<u64, ApiError> {
 
 /// `POST /admin/keys/{id}/rotate`: a new secret; the old one works for `grace_seconds`
 /// (default 24 h, 0 = stops at once).
+#[utoipa::path(
+    post,
+    path = "/admin/keys/{id}/rotate",
+    tag = "admin",
+    description = "A new secret; the old one works for `grace_seconds`.",
+    params(("id" = String, Path, description = "Key id (`key_...`)")),
+    request_body(content = super::openapi::RotateBody, description = "Optional", content_type = "application/json"),
+    responses(
+        (status = 200, description = "The record with the new secret", body = super::openapi::KeyRecord),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 409, description = "The key is revoked", body = super::openapi::ErrorBody),
+        (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 500, response = super::openapi::ServerError),
+    ),
+    security(("bearer" = []), ("api_key" = [])),
+)]
 async fn rotate(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -262,6 +356,22 @@ fn litellm_created(k: &VirtualKey, secret: &Secret, now: u64) -> Value {
 
 /// `POST /key/generate` (LiteLLM): `key_alias`, `rpm_limit`, `tpm_limit`, `duration`, ...;
 /// the answer carries `key`, `key_name` (abbreviated) and `token` (sha256 of the key).
+#[utoipa::path(
+    post,
+    path = "/key/generate",
+    tag = "admin",
+    description = "LiteLLM's key creation (`key_alias`, `rpm_limit`, `tpm_limit`, `duration`, ...).",
+    request_body = super::openapi::Object,
+    responses(
+        (status = 200, description = "The record with `key`, `key_name` and `token`", body = super::openapi::KeyRecord),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
+        (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 500, response = super::openapi::ServerError),
+    ),
+    security(("bearer" = []), ("api_key" = [])),
+)]
 async fn litellm_generate(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -282,6 +392,21 @@ struct InfoQuery {
 
 /// `GET /key/info?key=...` (LiteLLM): by id, secret or sha256 hex; without `key`, the caller's
 /// own key. A non-admin key may only read itself. The answer is `{"key": id, "info": {...}}`.
+#[utoipa::path(
+    get,
+    path = "/key/info",
+    tag = "admin",
+    description = "LiteLLM's key info: by id, secret or sha256 hex; without `key`, the caller's own key. A non-admin key may read only itself.",
+    params(("key" = Option<String>, Query, description = "Key id, secret or sha256 hex")),
+    responses(
+        (status = 200, description = "The key", body = super::openapi::LiteLlmInfo),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
+        (status = 404, response = super::openapi::NotFound),
+    ),
+    security(("bearer" = []), ("api_key" = [])),
+)]
 async fn litellm_info(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -304,6 +429,24 @@ async fn litellm_info(
 }
 
 /// `POST /key/update` (LiteLLM): `{"key": id or secret, ...fields}`.
+#[utoipa::path(
+    post,
+    path = "/key/update",
+    tag = "admin",
+    description = "LiteLLM's key update.",
+    request_body = super::openapi::LiteLlmUpdate,
+    responses(
+        (status = 200, description = "The updated record", body = super::openapi::KeyRecord),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 409, description = "The key is revoked", body = super::openapi::ErrorBody),
+        (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 500, response = super::openapi::ServerError),
+    ),
+    security(("bearer" = []), ("api_key" = [])),
+)]
 async fn litellm_update(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -330,6 +473,23 @@ async fn litellm_update(
 
 /// `POST /key/delete` (LiteLLM): `{"keys": [id or secret, ...]}`; all found or none revoked.
 /// Answers `{"deleted_keys": [ids]}`.
+#[utoipa::path(
+    post,
+    path = "/key/delete",
+    tag = "admin",
+    description = "LiteLLM's key delete: revokes all the keys named, or none.",
+    request_body = super::openapi::LiteLlmDelete,
+    responses(
+        (status = 200, description = "The revoked ids", body = super::openapi::LiteLlmDeleted),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 500, response = super::openapi::ServerError),
+    ),
+    security(("bearer" = []), ("api_key" = [])),
+)]
 async fn litellm_delete(
     req: HttpRequest,
     state: web::Data<AppState>,

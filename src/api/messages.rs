@@ -58,6 +58,26 @@ fn to_anthropic(reply: Reply) -> Result<Reply, ApiError> {
 }
 
 /// `POST /v1/messages`.
+#[utoipa::path(
+    post,
+    path = "/v1/messages",
+    tag = "anthropic",
+    description = "Anthropic's Messages API on top of the chat pipeline (cache, routing, any provider). Also served at `/messages`. Errors use Anthropic's body.",
+    params(super::openapi::CacheHeaders),
+    request_body = super::openapi::MessagesRequest,
+    responses(
+        (status = 200, description = "The message", content((super::openapi::AnthropicMessageResponse = "application/json"), (String = "text/event-stream"))),
+        (status = 400, description = "Invalid request", body = super::openapi::AnthropicErrorBody),
+        (status = 401, description = "Missing, invalid or expired key", body = super::openapi::AnthropicErrorBody),
+        (status = 403, description = "The key may not use this model", body = super::openapi::AnthropicErrorBody),
+        (status = 404, description = "No such model group", body = super::openapi::AnthropicErrorBody),
+        (status = 413, description = "Request body too large", body = super::openapi::AnthropicErrorBody),
+        (status = 429, description = "Rate limit or budget exceeded", body = super::openapi::AnthropicErrorBody),
+        (status = "4XX", description = "Another client error relayed from the provider", body = super::openapi::AnthropicErrorBody),
+        (status = "5XX", description = "Upstream failure or internal error", body = super::openapi::AnthropicErrorBody),
+    ),
+    security(("bearer" = []), ("api_key" = [])),
+)]
 pub async fn messages(
     req: HttpRequest,
     state: web::Data<AppState>,

@@ -11,6 +11,7 @@ mod health;
 mod keys;
 mod messages;
 mod models;
+mod openapi;
 mod realtime;
 mod responses;
 mod spend;
@@ -90,10 +91,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/admin/audit", web::get().to(audit::list))
         .route("/utils/token_counter", web::post().to(spend::token_counter));
     cfg.route("/health", web::get().to(health::health))
-        .route("/health/liveliness", web::get().to(health::liveness))
+        .route("/health/liveliness", web::get().to(health::liveliness))
         .route("/health/liveness", web::get().to(health::liveness))
         .route("/health/readiness", web::get().to(health::readiness))
         .route("/metrics", web::get().to(health::metrics))
+        .route("/openapi.json", web::get().to(openapi::serve))
         .default_service(web::to(not_found));
 }
 

@@ -26,6 +26,17 @@ fn visible<'a>(p: &Principal, state: &'a AppState) -> Vec<&'a String> {
 }
 
 /// `GET /v1/models`: the groups the caller may use (a virtual key sees only its own).
+#[utoipa::path(
+    get,
+    path = "/v1/models",
+    tag = "openai",
+    description = "The model groups the key may use. Also served at `/models`.",
+    responses(
+        (status = 200, description = "The groups", body = super::openapi::ModelList),
+        (status = 401, response = super::openapi::Unauthorized),
+    ),
+    security(("bearer" = []), ("api_key" = [])),
+)]
 pub async fn list(p: Principal, state: web::Data<AppState>) -> HttpResponse {
     let data: Vec<Value> = visible(&p, &state)
         .into_iter()
@@ -35,6 +46,20 @@ pub async fn list(p: Principal, state: web::Data<AppState>) -> HttpResponse {
 }
 
 /// `GET /v1/models/{model}`: 403 for a group the caller's key may not use.
+#[utoipa::path(
+    get,
+    path = "/v1/models/{model}",
+    tag = "openai",
+    description = "One model group. Also served at `/models/{model}`.",
+    params(("model" = String, Path, description = "Model group name")),
+    responses(
+        (status = 200, description = "The group", body = super::openapi::Model),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
+        (status = 404, response = super::openapi::NotFound),
+    ),
+    security(("bearer" = []), ("api_key" = [])),
+)]
 pub async fn get(
     p: Principal,
     state: web::Data<AppState>,

@@ -9,6 +9,22 @@ use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use serde_json::json;
 
 /// Upgrades an admitted handshake and starts relaying; refuses with 4xx otherwise.
+#[utoipa::path(
+    get,
+    path = "/v1/realtime",
+    tag = "openai",
+    description = "OpenAI Realtime over WebSocket, relayed to a realtime deployment of the group. Refusals are plain HTTP errors before the upgrade; a request without `Upgrade: websocket` is 400.",
+    params(("model" = String, Query, description = "A model group with a realtime deployment")),
+    responses(
+        (status = 101, description = "Switched to the WebSocket protocol"),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 429, response = super::openapi::TooManyRequests),
+    ),
+    security(("bearer" = []), ("api_key" = [])),
+)]
 pub async fn connect(
     req: HttpRequest,
     body: web::Payload,

@@ -15,6 +15,26 @@ use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use std::time::Instant;
 
 /// `POST /v1/responses`.
+#[utoipa::path(
+    post,
+    path = "/v1/responses",
+    tag = "openai",
+    description = "OpenAI's Responses API, translated to chat for providers without it. Also served at `/responses`. With `stream: true` the answer is server-sent events. 404 also for a `previous_response_id` this key cannot continue.",
+    params(super::openapi::CacheHeaders),
+    request_body = super::openapi::ResponsesRequest,
+    responses(
+        (status = 200, description = "The response", content((super::openapi::ResponseObject = "application/json"), (String = "text/event-stream"))),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 429, response = super::openapi::TooManyRequests),
+        (status = "4XX", description = "Another client error relayed from the provider", body = super::openapi::ErrorBody),
+        (status = "5XX", response = super::openapi::UpstreamFailure),
+    ),
+    security(("bearer" = []), ("api_key" = [])),
+)]
 pub async fn create(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -48,6 +68,20 @@ pub async fn create(
 /// `GET /v1/responses` with `Upgrade: websocket`: the WebSocket mode. Auth and the per-key
 /// socket count are checked before the upgrade (plain HTTP errors); a GET without an upgrade is
 /// 405 as before.
+#[utoipa::path(
+    get,
+    path = "/v1/responses",
+    tag = "openai",
+    description = "WebSocket mode of the Responses API: needs `Upgrade: websocket`; a plain GET is 405.",
+    responses(
+        (status = 101, description = "Switched to the WebSocket protocol"),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 405, response = super::openapi::MethodNotAllowed),
+        (status = 429, response = super::openapi::TooManyRequests),
+    ),
+    security(("bearer" = []), ("api_key" = [])),
+)]
 pub async fn connect(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -101,6 +135,20 @@ pub async fn connect(
 }
 
 /// `GET /v1/responses/{id}`.
+#[utoipa::path(
+    get,
+    path = "/v1/responses/{id}",
+    tag = "openai",
+    description = "A stored response of this key (404 for another key's).",
+    params(("id" = String, Path, description = "Response id (`resp_...`)")),
+    responses(
+        (status = 200, description = "The response", body = super::openapi::ResponseObject),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 500, response = super::openapi::ServerError),
+    ),
+    security(("bearer" = []), ("api_key" = [])),
+)]
 pub async fn retrieve(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -115,6 +163,20 @@ pub async fn retrieve(
 }
 
 /// `DELETE /v1/responses/{id}`.
+#[utoipa::path(
+    delete,
+    path = "/v1/responses/{id}",
+    tag = "openai",
+    description = "Deletes a stored response of this key (404 for another key's).",
+    params(("id" = String, Path, description = "Response id (`resp_...`)")),
+    responses(
+        (status = 200, description = "Deleted", body = super::openapi::ResponseDeleted),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 500, response = super::openapi::ServerError),
+    ),
+    security(("bearer" = []), ("api_key" = [])),
+)]
 pub async fn delete(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -129,6 +191,21 @@ pub async fn delete(
 }
 
 /// `GET /v1/responses/{id}/input_items?order=&limit=&after=`.
+#[utoipa::path(
+    get,
+    path = "/v1/responses/{id}/input_items",
+    tag = "openai",
+    description = "The input items of a stored response of this key, paginated.",
+    params(("id" = String, Path, description = "Response id (`resp_...`)"), super::openapi::InputItemsQuery),
+    responses(
+        (status = 200, description = "A page of items", body = super::openapi::ItemList),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 500, response = super::openapi::ServerError),
+    ),
+    security(("bearer" = []), ("api_key" = [])),
+)]
 pub async fn input_items(
     req: HttpRequest,
     state: web::Data<AppState>,

@@ -19,6 +19,21 @@ const BEGINNING: &str = "1970-01-01";
 
 /// `GET /admin/spend?group_by=key|user|model|day&from=YYYY-MM-DD&to=YYYY-MM-DD`: one row per
 /// group over the UTC days `from..=to` (default: everything up to today), plus the total.
+#[utoipa::path(
+    get,
+    path = "/admin/spend",
+    tag = "admin",
+    description = "Spend, tokens, requests and cache savings per group over UTC days `from..=to`.",
+    params(("group_by" = Option<String>, Query, description = "`key`, `user`, `model` or `day` (default)"), ("from" = Option<String>, Query, description = "First day, YYYY-MM-DD"), ("to" = Option<String>, Query, description = "Last day, YYYY-MM-DD (default today)")),
+    responses(
+        (status = 200, description = "The report", body = super::openapi::SpendReport),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
+        (status = 500, response = super::openapi::ServerError),
+    ),
+    security(("bearer" = []), ("api_key" = [])),
+)]
 pub async fn report(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -96,7 +111,7 @@ pub async fn report(
 }
 
 /// The body of `/utils/token_counter`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct CountBody {
     model: String,
     #[serde(default)]
@@ -110,6 +125,20 @@ struct CountBody {
 /// `POST /utils/token_counter`: `{"model", "messages"}` or `{"model", "prompt"}` ->
 /// `{"total_tokens", "request_model", "model_used", "tokenizer_type"}`, counted as the gateway
 /// counts before a call (the BPE of OpenAI models, about four characters a token otherwise).
+#[utoipa::path(
+    post,
+    path = "/utils/token_counter",
+    tag = "openai",
+    description = "The gateway's token estimate for a prompt (LiteLLM's endpoint); any key.",
+    request_body = CountBody,
+    responses(
+        (status = 200, description = "The count", body = super::openapi::TokenCount),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 413, response = super::openapi::PayloadTooLarge),
+    ),
+    security(("bearer" = []), ("api_key" = [])),
+)]
 pub async fn token_counter(
     req: HttpRequest,
     state: web::Data<AppState>,
