@@ -126,9 +126,14 @@ describe('dashboard', () => {
     // The same question again: an exact cache hit.
     const hit = await chat(gw.baseUrl, MASTER_KEY, 'Overview question number 0 about rivers', { namespace: ns });
     assert.equal(hit.cache, 'hit-exact');
+    // A streamed answer gives a time to first token.
+    const streamed = await chat(gw.baseUrl, MASTER_KEY, 'A streamed overview question about lakes', { namespace: ns, stream: true });
+    assert.equal(streamed.status, 200);
+    assert.match(streamed.body, /data: \[DONE\]/);
     // No reload: the page polls and the numbers move by themselves.
-    await waitFor(async () => (await statValue(admin, 'stat-requests')) >= before + 4,
-      { timeout: 60_000, what: 'the overview request count to grow by 4' });
+    await waitFor(async () => (await statValue(admin, 'stat-requests')) >= before + 5,
+      { timeout: 60_000, what: 'the overview request count to grow by 5' });
+    await waitFor(async () => (await statValue(admin, 'stat-ttft')) > 0, { timeout: 60_000, what: 'a time to first token' });
     assert.ok((await statValue(admin, 'stat-tokens-in')) > tokensBefore);
     await waitFor(async () => (await statValue(admin, 'stat-hit-rate')) > 0, { timeout: 60_000, what: 'a hit rate above 0' });
     // Charts appear once there is traffic in the range.
@@ -371,6 +376,13 @@ except openai.APIStatusError as e:
       await page.locator(tid('menu-toggle')).click();
       await page.locator(tid('nav-keys')).click();
       await page.locator(tid('page-keys')).waitFor();
+      for (const route of ['keys', 'deployments', 'cache', 'spend', 'live', 'audit']) {
+        await go(page, route);
+        // Each page's main content has loaded (a table row, a stats card or an empty state).
+        await page.locator(`${tid('page-' + route)} :is(tbody tr, .stat, .empty):visible`).first().waitFor();
+        const wide = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+        assert.ok(wide <= 1, `#/${route} is ${wide}px wider than the phone`);
+      }
     } finally {
       await context.close();
     }

@@ -175,11 +175,13 @@ export async function launchBrowser() {
   });
 }
 
-/** A chat completion through the gateway with a bearer key; returns { status, cache, requestId, body }. */
-export async function chat(baseUrl, key, content, { namespace, model = MODEL, user } = {}) {
+/** A chat completion through the gateway with a bearer key (the whole body read, also when
+ * streamed); returns { status, cache, requestId, body }. */
+export async function chat(baseUrl, key, content, { namespace, model = MODEL, user, stream = false } = {}) {
   const headers = { authorization: 'Bearer ' + key, 'content-type': 'application/json' };
   if (namespace) headers['x-sluice-cache-namespace'] = namespace;
   const body = { model, messages: [{ role: 'user', content }] };
+  if (stream) body.stream = true;
   if (user) body.user = user;
   const r = await fetch(baseUrl + '/v1/chat/completions', { method: 'POST', headers, body: JSON.stringify(body) });
   const text = await r.text();
