@@ -352,10 +352,12 @@ impl Rollups {
     ) -> Result<BTreeMap<u64, Bucket>, StoreError> {
         let _consistent = self.flushing.lock();
         let mut out: BTreeMap<u64, Bucket> = BTreeMap::new();
-        let prefix_len = scope.len() + 1;
+        // Keys of this scope are exactly `scope, 0, minute`: stop at the first that is not.
+        let mut prefix = scope.as_bytes().to_vec();
+        prefix.push(0);
         for item in self.store.iter_from(Cf::Rollups, &store_key(scope, from))? {
             let (key, value) = item?;
-            if key.len() != prefix_len + 8 || !key.starts_with(&store_key(scope, 0)[..prefix_len]) {
+            if key.len() != prefix.len() + 8 || !key.starts_with(&prefix) {
                 break;
             }
             let Some(minute) = minute_of(&key) else { break };
