@@ -22,6 +22,7 @@ pub mod audit;
 pub mod auth;
 pub mod cache;
 pub mod config;
+pub mod crypto;
 pub mod dashboard;
 pub mod embed;
 pub mod error;

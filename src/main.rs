@@ -60,6 +60,14 @@ enum Command {
     Keys(Box<sluice::keys::cli::KeysArgs>),
     /// Check or export the audit log of a stopped gateway (0 ok, 1 chain broken, 2 error).
     Audit(Box<sluice::audit::cli::AuditArgs>),
+    /// Re-encrypt every stored record and the index snapshot under the current
+    /// `sluice.encryption.key` (gateway stopped; a running gateway does it at start-up).
+    /// 0 ok, 1 error, 2 invalid config.
+    RotateEncryptionKey {
+        /// LiteLLM-style YAML config with `sluice.encryption` (built-in config when not given).
+        #[arg(long, short, env = "SLUICE_CONFIG")]
+        config: Option<PathBuf>,
+    },
     /// Validate a config file and exit (0 valid, 2 invalid).
     CheckConfig {
         /// The file to check.
@@ -115,6 +123,35 @@ fn main() -> ExitCode {
         }
         Command::Audit(args) => {
             ExitCode::from(sluice::audit::cli::run(*args, &mut std::io::stdout()))
+        }
+        Command::RotateEncryptionKey { config } => {
+            let config = match load(config.as_ref()) {
+                Ok(c) => c,
+                Err(e) => {
+                    report_config_error(&e);
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            match sluice::state::rotate_offline(&config) {
+                Ok(report) => {
+                    println!(
+                        "re-encrypted {} of {} records under key id {}; previous keys can be \
+                         removed from sluice.encryption",
+                        report.resealed,
+                        report.scanned,
+                        config
+                            .keyring()
+                            .current_id()
+                            .map(|k| k.to_string())
+                            .unwrap_or_default()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::CheckConfig { file } => match Config::load(&file) {
             Ok(c) => {

@@ -59,11 +59,15 @@ impl AppState {
         let http = HttpClients::new(&config.deployments)?;
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", config.data_dir.display()))?;
-        let store = Arc::new(Store::open_with(
+        if config.encryption.is_none() {
+            tracing::warn!("no sluice.encryption key: cache entries, stored responses, audit records and the index snapshot are stored as plaintext");
+        }
+        let store = Arc::new(Store::open_encrypted(
             &config.data_dir.join("db"),
             StoreOptions {
                 sync_writes: config.cache.sync_writes,
             },
+            config.keyring(),
         )?);
         let keys = KeyStore::load(Arc::clone(&store))?;
         let audit = Arc::new(AuditLog::open(Arc::clone(&store))?);
@@ -78,6 +82,10 @@ impl AppState {
             tracing::info!("semantic cache disabled in config");
             None
         };
+        if store.rotation_pending() {
+            // Records under a previous key, or plaintext from before encryption was turned on.
+            spawn_rotation(Arc::clone(&store), cache.clone());
+        }
         // Loading a BPE takes tens of milliseconds: do it now, off the request path.
         std::thread::spawn(crate::tokens::warm_up);
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -173,4 +181,83 @@ fn start_audit_retention(audit: Arc<AuditLog>, days: u32) {
     if let Err(e) = spawned {
         tracing::error!(error = %e, "cannot start audit retention; records are kept");
     }
+}
+
+/// Starts the encryption rotation pass on its own thread: re-seals every sealed record under the
+/// current key while requests keep being served, then rewrites the index snapshot under it.
+/// Returns false when the cache has no key configured or a pass is already running.
+pub fn spawn_rotation(store: Arc<Store>, cache: Option<Arc<CacheEngine>>) -> bool {
+    if !store.keyring().is_enabled() || store.rotation_running() {
+        return false;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("encryption-rotation".into())
+        .spawn(move || {
+            tracing::info!("encryption rotation pass started");
+            match store.reseal_all() {
+                Ok(report) => {
+                    if let Some(cache) = &cache {
+                        if let Err(e) = cache.snapshot() {
+                            tracing::warn!(error = %e, "index snapshot after rotation failed");
+                        }
+                    }
+                    tracing::info!(
+                        scanned = report.scanned,
+                        resealed = report.resealed,
+                        key_id = %store.keyring().current_id().map(|k| k.to_string()).unwrap_or_default(),
+                        "encryption rotation pass complete: previous keys can be removed from sluice.encryption"
+                    );
+                }
+                Err(e) => tracing::error!(error = %e, "encryption rotation pass failed"),
+            }
+        });
+    match spawned {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the encryption rotation pass");
+            false
+        }
+    }
+}
+
+/// `sluice rotate-encryption-key` on a stopped gateway: re-seals every sealed record and the
+/// index snapshot under the config's current key. Fails when the store is in use (a running
+/// gateway holds RocksDB's lock; it runs the same pass itself at start-up).
+pub fn rotate_offline(config: &Config) -> anyhow::Result<crate::store::ResealReport> {
+    let keyring = config.encryption.clone().ok_or_else(|| {
+        anyhow::anyhow!("sluice.encryption is not configured: there is no key to rotate to")
+    })?;
+    let db = config.data_dir.join("db");
+    if !db.join("CURRENT").is_file() {
+        anyhow::bail!("no Sluice store at {}", db.display());
+    }
+    let store =
+        Store::open_encrypted(&db, StoreOptions::default(), Arc::clone(&keyring)).map_err(|e| {
+            match e {
+                crate::store::StoreError::Engine(msg)
+                    if msg.contains("lock") || msg.contains("LOCK") =>
+                {
+                    anyhow::anyhow!(
+                        "the store in {} is in use (is the gateway running?): a running gateway \
+                     re-encrypts in the background at start-up, so restart it with the new key \
+                     as sluice.encryption.key and the old one in previous_keys, or stop it and \
+                     run this again",
+                        db.display()
+                    )
+                }
+                other => other.into(),
+            }
+        })?;
+    let report = store.reseal_all()?;
+    store.sync()?;
+    let index_dir = config.data_dir.join("index");
+    match crate::index::VectorIndex::load_sealed(&index_dir, &keyring) {
+        Ok(Some((index, last_id))) => {
+            index.save_sealed(&index_dir, last_id, &keyring)?;
+        }
+        Ok(None) => {}
+        // Start-up rebuilds an unreadable snapshot from the (now re-sealed) store.
+        Err(e) => eprintln!("warning: index snapshot not re-encrypted ({e}); the gateway will rebuild it at start-up"),
+    }
+    Ok(report)
 }

@@ -6,7 +6,8 @@
 
 use super::{parse_time_ms, AuditLog, VerifyReport};
 use crate::config::Config;
-use crate::store::{Store, StoreError};
+use crate::crypto::Keyring;
+use crate::store::{Store, StoreError, StoreOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -68,10 +69,10 @@ pub fn run(args: AuditArgs, out: &mut dyn Write) -> u8 {
 }
 
 fn execute(args: AuditArgs, out: &mut dyn Write) -> Result<u8, String> {
-    let db = db_dir(args.data_dir.as_deref(), args.config.as_deref())?;
+    let (db, keyring) = db_dir(args.data_dir.as_deref(), args.config.as_deref())?;
     match args.action {
         AuditAction::Verify { json } => {
-            let log = open_log(&db)?;
+            let log = open_log(&db, keyring)?;
             let report = log.verify().map_err(|e| e.to_string())?;
             let text = if json {
                 serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
@@ -91,7 +92,7 @@ fn execute(args: AuditArgs, out: &mut dyn Write) -> Result<u8, String> {
                 .transpose()
             };
             let (from, to) = (time("from", from)?, time("to", to)?);
-            let log = open_log(&db)?;
+            let log = open_log(&db, keyring)?;
             let n = match &output {
                 Some(path) => {
                     let file = std::fs::File::create(path)
@@ -111,34 +112,44 @@ fn execute(args: AuditArgs, out: &mut dyn Write) -> Result<u8, String> {
 
 /// The store directory: `DIR/db` for --data-dir (or DIR itself when it is the store), else the
 /// config's `data_dir/db`. It must exist: opening would otherwise create an empty store.
-fn db_dir(data_dir: Option<&Path>, config: Option<&Path>) -> Result<PathBuf, String> {
-    let candidates = match data_dir {
-        Some(dir) => vec![dir.join("db"), dir.to_path_buf()],
-        None => {
-            let config = match config {
-                Some(p) => Config::load(p),
-                None => Config::builtin(),
-            }
-            .map_err(|e| format!("invalid configuration:\n{e}"))?;
-            vec![config.data_dir.join("db")]
-        }
+/// Also the keyring of the config (`sluice.encryption`), when one is given or used.
+fn db_dir(
+    data_dir: Option<&Path>,
+    config: Option<&Path>,
+) -> Result<(PathBuf, Arc<Keyring>), String> {
+    let config = match (data_dir, config) {
+        (Some(_), None) => None,
+        (_, Some(p)) => Some(Config::load(p)),
+        (None, None) => Some(Config::builtin()),
+    }
+    .transpose()
+    .map_err(|e| format!("invalid configuration:\n{e}"))?;
+    let keyring = config
+        .as_ref()
+        .map_or_else(|| Arc::new(Keyring::none()), Config::keyring);
+    let candidates = match (data_dir, &config) {
+        (Some(dir), _) => vec![dir.join("db"), dir.to_path_buf()],
+        (None, Some(config)) => vec![config.data_dir.join("db")],
+        (None, None) => return Err("no data directory".into()),
     };
     candidates
         .iter()
         .find(|d| d.join("CURRENT").is_file())
         .cloned()
+        .map(|db| (db, keyring))
         .ok_or_else(|| format!("no Sluice store at {}", candidates[0].display()))
 }
 
-fn open_log(db: &Path) -> Result<AuditLog, String> {
-    let store = Store::open(db).map_err(|e| match e {
-        StoreError::Engine(msg) if msg.contains("lock") || msg.contains("LOCK") => format!(
+fn open_log(db: &Path, keyring: Arc<Keyring>) -> Result<AuditLog, String> {
+    let store =
+        Store::open_encrypted(db, StoreOptions::default(), keyring).map_err(|e| match e {
+            StoreError::Engine(msg) if msg.contains("lock") || msg.contains("LOCK") => format!(
             "the store in {} is in use (is the gateway running?): stop the gateway, or read the \
              log through GET /admin/audit",
             db.display()
         ),
-        other => format!("cannot open the store in {}: {other}", db.display()),
-    })?;
+            other => format!("cannot open the store in {}: {other}", db.display()),
+        })?;
     AuditLog::open(Arc::new(store)).map_err(|e| e.to_string())
 }
 

@@ -499,10 +499,13 @@ impl CacheEngine {
         #[cfg(test)]
         let _held = tests::LOADER_HOLD.read();
         let started = Instant::now();
-        let Some(dir) = engine.upgrade().map(|e| e.snapshot_dir.clone()) else {
+        let Some((dir, keyring)) = engine
+            .upgrade()
+            .map(|e| (e.snapshot_dir.clone(), Arc::clone(e.store.keyring())))
+        else {
             return;
         };
-        let loaded = VectorIndex::load(&dir);
+        let loaded = VectorIndex::load_sealed(&dir, &keyring);
         let Some(this) = engine.upgrade() else {
             return;
         };
@@ -1135,7 +1138,7 @@ impl CacheEngine {
         let last = self.store.last_entry_id()?.unwrap_or(0);
         self.inserts_since_snapshot.store(0, Ordering::Relaxed);
         index
-            .save(&self.snapshot_dir, last)
+            .save_sealed(&self.snapshot_dir, last, self.store.keyring())
             .map_err(|e| CacheError::Snapshot(e.to_string()))?;
         self.store.sync()?;
         Ok(())

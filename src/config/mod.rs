@@ -3,6 +3,7 @@
 //! Owns turning a file (or the built-in default) into a typed [`Config`]. It is the only module
 //! that reads environment variables for settings; nothing downstream parses strings again.
 
+mod encryption;
 mod env;
 mod limits;
 mod pii;
@@ -63,6 +64,8 @@ pub struct Config {
     pub pii: crate::pii::PiiConfig,
     /// Days audit records are kept (`sluice.audit.retention_days`); `None`: forever.
     pub audit_retention_days: Option<u32>,
+    /// Keys for encryption at rest (`sluice.encryption`); `None` stores plaintext.
+    pub encryption: Option<std::sync::Arc<crate::crypto::Keyring>>,
     /// Dashboard rollup retention (`sluice.dashboard`).
     pub dashboard: crate::dashboard::DashboardConfig,
     /// Keys the file used that Sluice does not know; reported as warnings at start-up.
@@ -237,6 +240,14 @@ impl Config {
             }
         }
         out
+    }
+
+    /// The keyring for the store and the index snapshot: the configured keys, or none
+    /// (plaintext) without `sluice.encryption`.
+    pub fn keyring(&self) -> std::sync::Arc<crate::crypto::Keyring> {
+        self.encryption
+            .clone()
+            .unwrap_or_else(|| std::sync::Arc::new(crate::crypto::Keyring::none()))
     }
 
     /// Overrides the listen address (command line wins over the file).

@@ -191,6 +191,8 @@ pub struct RawSluice {
     pub client_request_timeout_seconds: Option<f64>,
     /// Seconds an idle kept-alive connection stays open.
     pub keep_alive_seconds: Option<f64>,
+    /// Encryption at rest (`sluice.encryption`); see `encryption.rs`.
+    pub encryption: Option<super::encryption::RawEncryption>,
 }
 
 /// `sluice.audit`: how long audit records are kept.

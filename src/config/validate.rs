@@ -265,6 +265,7 @@ fn validate(
     let alerts = super::limits::alerts(&raw.sluice.alerts, issues);
     let realtime = super::realtime::realtime(&raw.sluice.realtime, issues);
     let pii = super::pii::pii(&raw.sluice.pii, &deployments, issues);
+    let encryption = super::encryption::encryption(raw.sluice.encryption.as_ref(), issues);
     if raw.sluice.audit.retention_days == Some(0) {
         issues.push(
             "sluice.audit.retention_days",
@@ -283,6 +284,7 @@ fn validate(
         );
     }
     Config {
+        encryption,
         realtime,
         pii,
         dashboard: crate::dashboard::DashboardConfig {

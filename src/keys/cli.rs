@@ -289,7 +289,14 @@ fn local(config: &Config, op: &Op) -> Result<Value, CliError> {
     std::fs::create_dir_all(&config.data_dir).map_err(|e| {
         CliError::Remote(format!("cannot create {}: {e}", config.data_dir.display()))
     })?;
-    let store = Arc::new(Store::open(&config.data_dir.join("db")).map_err(CliError::Store)?);
+    let store = Arc::new(
+        Store::open_encrypted(
+            &config.data_dir.join("db"),
+            crate::store::StoreOptions::default(),
+            config.keyring(),
+        )
+        .map_err(CliError::Store)?,
+    );
     let keys = KeyStore::load(Arc::clone(&store))?;
     let now = keys.now();
     let value = match op {

@@ -5,10 +5,14 @@
 //! machine") can be added later as another implementation instead of a rewrite.
 //!
 //! Values are opaque bytes: the cache layer encodes its entries (bincode) and owns their format.
+//!
+//! Encryption at rest happens here and nowhere else: values of the column families that hold
+//! prompts and answers ([`Cf::is_sealed`]) are sealed on write and opened on read with the
+//! keyring given to [`Store::open_encrypted`], so callers always see plaintext. See `crypto`.
 
 mod rocks;
 
-pub use rocks::{Cf, RawRecord, Store, StoreOptions};
+pub use rocks::{Cf, RawRecord, ResealReport, Store, StoreOptions};
 
 /// Key of the exact-match table: a 32-byte hash (blake3) of the canonical request.
 pub type ExactKey = [u8; 32];
@@ -28,6 +32,17 @@ pub enum StoreError {
     /// Entry ids are exhausted (u64::MAX handed out).
     #[error("entry id space exhausted")]
     IdsExhausted,
+    /// A sealed record could not be opened (wrong key, tampered) or sealed.
+    #[error("encrypted record in column family {cf}: {source}")]
+    Encryption {
+        /// Column family of the record.
+        cf: &'static str,
+        /// What failed.
+        source: crate::crypto::CryptoError,
+    },
+    /// The data directory holds records the configured keys cannot open.
+    #[error("{0}")]
+    WrongKey(String),
 }
 
 /// What the cache needs from durable storage.

@@ -7,15 +7,19 @@
 //! `sync_writes = true` every write is also `fsync`ed before it is acknowledged, which also
 //! survives power loss at the price of one disk flush per write.
 
+use std::borrow::Cow;
 use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use rocksdb::{
     ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Direction, IteratorMode, Options,
     WriteBatch, WriteOptions, DB,
 };
 
 use super::{CacheStore, EntryRecord, ExactKey, StoreError};
+use crate::crypto::{self, CryptoError, KeyId, Keyring};
 
 /// Declares the column families: one line per kind of record.
 macro_rules! column_families {
@@ -64,8 +68,33 @@ column_families! {
     Rollups => "rollups",
 }
 
+impl Cf {
+    /// Whether values of this column family are encrypted at rest: the ones holding prompts and
+    /// answers (cache entries, stored Responses, audit records with their bodies).
+    pub const fn is_sealed(self) -> bool {
+        matches!(self, Cf::Entries | Cf::Responses | Cf::Audit)
+    }
+}
+
 /// A raw record as read by [`Store::iter_from`]: `(key, value)`.
 pub type RawRecord = (Box<[u8]>, Box<[u8]>);
+
+/// Key in [`Cf::Meta`] of the ids of every key that may have sealed records (hex, one per line).
+/// Checked at open, so a missing key is a start-up error instead of unreadable records later.
+const META_KEY_IDS: &[u8] = b"encryption_key_ids";
+
+/// Records re-sealed per write batch of the rotation pass (writes to sealed families wait
+/// meanwhile, so the batch stays small).
+const RESEAL_BATCH: usize = 256;
+
+/// What [`Store::reseal_all`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ResealReport {
+    /// Records read.
+    pub scanned: u64,
+    /// Records re-sealed under the current key (plaintext or under a previous key before).
+    pub resealed: u64,
+}
 
 /// Key in [`Cf::Meta`] of the id ceiling: every id handed out so far is below it.
 const META_ID_CEILING: &[u8] = b"id_ceiling";
@@ -94,6 +123,15 @@ pub struct Store {
     db: DB,
     write_opts: WriteOptions,
     ids: Mutex<IdState>,
+    /// Seals and opens the values of [`Cf::is_sealed`] families.
+    keyring: Arc<Keyring>,
+    /// Writers to sealed families share it; the rotation pass takes it exclusively per batch so
+    /// that re-sealing a record never overwrites a newer write or revives a deleted record.
+    sealed_writes: RwLock<()>,
+    /// Whether records under another key, or plaintext, may exist (set at open).
+    rotation_pending: std::sync::atomic::AtomicBool,
+    /// Held by the one rotation pass that may run at a time.
+    rotation_running: Mutex<()>,
 }
 
 impl std::fmt::Debug for Store {
@@ -124,8 +162,21 @@ impl Store {
         Self::open_with(dir, StoreOptions::default())
     }
 
-    /// Opens (or creates) the store in `dir`.
+    /// Opens (or creates) the store in `dir`, storing every value as plaintext.
     pub fn open_with(dir: &Path, options: StoreOptions) -> Result<Store, StoreError> {
+        Self::open_encrypted(dir, options, Arc::new(Keyring::none()))
+    }
+
+    /// Opens (or creates) the store in `dir`, sealing the values of [`Cf::is_sealed`] families
+    /// with `keyring`'s current key (plaintext when it has none).
+    ///
+    /// Fails with [`StoreError::WrongKey`] when the directory holds records under a key the
+    /// keyring does not have, instead of serving as if they were not there.
+    pub fn open_encrypted(
+        dir: &Path,
+        options: StoreOptions,
+        keyring: Arc<Keyring>,
+    ) -> Result<Store, StoreError> {
         let mut db_opts = Options::default();
         db_opts.create_if_missing(true);
         db_opts.create_missing_column_families(true);
@@ -151,7 +202,12 @@ impl Store {
                 next: 1,
                 ceiling: 0,
             }),
+            keyring,
+            sealed_writes: RwLock::new(()),
+            rotation_pending: std::sync::atomic::AtomicBool::new(false),
+            rotation_running: Mutex::new(()),
         };
+        store.check_keys(dir)?;
         let persisted = match store.get(Cf::Meta, META_ID_CEILING)? {
             Some(bytes) => decode_u64(Cf::Meta, &bytes)?,
             None => 0,
@@ -173,24 +229,74 @@ impl Store {
             .ok_or_else(|| StoreError::Engine(format!("column family {} not open", cf.name())))
     }
 
-    /// Reads a raw record.
-    pub fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.db.get_cf(self.cf(cf)?, key)?)
+    /// The keyring sealing this store's records (also used for the index snapshot).
+    pub fn keyring(&self) -> &Arc<Keyring> {
+        &self.keyring
     }
 
-    /// Writes a raw record.
+    /// Associated data of a sealed record: its column family and key, so that a sealed value
+    /// copied to another record or family fails to open.
+    fn aad(cf: Cf, key: &[u8]) -> Vec<u8> {
+        let mut aad = Vec::with_capacity(cf.name().len() + 1 + key.len());
+        aad.extend_from_slice(cf.name().as_bytes());
+        aad.push(0);
+        aad.extend_from_slice(key);
+        aad
+    }
+
+    /// The stored form of a value: sealed for sealed families with a key configured.
+    fn seal<'v>(&self, cf: Cf, key: &[u8], value: &'v [u8]) -> Result<Cow<'v, [u8]>, StoreError> {
+        if !cf.is_sealed() {
+            return Ok(Cow::Borrowed(value));
+        }
+        self.keyring
+            .seal(&Self::aad(cf, key), value)
+            .map_err(|source| StoreError::Encryption {
+                cf: cf.name(),
+                source,
+            })
+    }
+
+    /// The plaintext of a stored value.
+    fn open_value(&self, cf: Cf, key: &[u8], stored: Vec<u8>) -> Result<Vec<u8>, StoreError> {
+        if !cf.is_sealed() {
+            return Ok(stored);
+        }
+        match self.keyring.open(&Self::aad(cf, key), &stored) {
+            Ok(Cow::Borrowed(_)) => Ok(stored),
+            Ok(Cow::Owned(plain)) => Ok(plain),
+            Err(source) => Err(StoreError::Encryption {
+                cf: cf.name(),
+                source,
+            }),
+        }
+    }
+
+    /// Reads a record (opened, for sealed families).
+    pub fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.db
+            .get_cf(self.cf(cf)?, key)?
+            .map(|stored| self.open_value(cf, key, stored))
+            .transpose()
+    }
+
+    /// Writes a record (sealed, for sealed families).
     pub fn put(&self, cf: Cf, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        let stored = self.seal(cf, key, value)?;
+        let _shared = cf.is_sealed().then(|| self.sealed_writes.read());
         Ok(self
             .db
-            .put_cf_opt(self.cf(cf)?, key, value, &self.write_opts)?)
+            .put_cf_opt(self.cf(cf)?, key, &stored, &self.write_opts)?)
     }
 
-    /// Deletes a raw record.
+    /// Deletes a record.
     pub fn delete(&self, cf: Cf, key: &[u8]) -> Result<(), StoreError> {
+        let _shared = cf.is_sealed().then(|| self.sealed_writes.read());
         Ok(self.db.delete_cf_opt(self.cf(cf)?, key, &self.write_opts)?)
     }
 
-    /// Raw records of one column family with key `>= from`, in key byte order.
+    /// Records of one column family with key `>= from`, in key byte order (values opened, for
+    /// sealed families).
     pub fn iter_from<'a>(
         &'a self,
         cf: Cf,
@@ -199,7 +305,14 @@ impl Store {
         let iter = self
             .db
             .iterator_cf(self.cf(cf)?, IteratorMode::From(from, Direction::Forward));
-        Ok(iter.map(|item| item.map_err(StoreError::from)))
+        Ok(iter.map(move |item| {
+            let (key, value) = item?;
+            if !cf.is_sealed() {
+                return Ok((key, value));
+            }
+            let plain = self.open_value(cf, &key, value.into_vec())?;
+            Ok((key, plain.into_boxed_slice()))
+        }))
     }
 
     /// Entries with id `>= from`, in increasing id order.
@@ -265,6 +378,152 @@ impl Store {
     }
 }
 
+/// Encryption at rest: the start-up key check and the rotation pass.
+impl Store {
+    /// Key ids recorded as possibly having sealed records.
+    fn recorded_key_ids(&self) -> Result<Vec<KeyId>, StoreError> {
+        let Some(bytes) = self.get(Cf::Meta, META_KEY_IDS)? else {
+            return Ok(Vec::new());
+        };
+        let text = String::from_utf8_lossy(&bytes);
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                KeyId::from_hex(l.trim()).ok_or_else(|| StoreError::Corrupt {
+                    cf: Cf::Meta.name(),
+                    detail: "bad key id in encryption_key_ids".into(),
+                })
+            })
+            .collect()
+    }
+
+    fn write_key_ids(&self, ids: &[KeyId]) -> Result<(), StoreError> {
+        let text: String = ids.iter().map(|id| format!("{id}\n")).collect();
+        self.put(Cf::Meta, META_KEY_IDS, text.as_bytes())
+    }
+
+    /// Refuses a keyring that cannot open the records in `dir`, records the current key id, and
+    /// notes whether a rotation pass has work to do.
+    fn check_keys(&self, dir: &Path) -> Result<(), StoreError> {
+        let mut ids = self.recorded_key_ids()?;
+        // The first record of each sealed family is a second opinion, should the meta record
+        // have been lost.
+        let mut has_records = false;
+        for cf in Cf::ALL.iter().filter(|cf| cf.is_sealed()) {
+            let mut iter = self.db.iterator_cf(self.cf(*cf)?, IteratorMode::Start);
+            if let Some(item) = iter.next() {
+                has_records = true;
+                let (_, value) = item?;
+                let found =
+                    crypto::sealed_key_id(&value).map_err(|source| StoreError::Encryption {
+                        cf: cf.name(),
+                        source,
+                    })?;
+                if let Some(id) = found.filter(|id| !ids.contains(id)) {
+                    ids.push(id);
+                }
+            }
+        }
+        let current = self.keyring.current_id();
+        if let Some(missing) = ids.iter().find(|id| !self.keyring.knows(**id)) {
+            let configured = match current {
+                Some(c) => format!("the configured key is {c}"),
+                None => "no key is configured (sluice.encryption)".to_string(),
+            };
+            return Err(StoreError::WrongKey(format!(
+                "data in {} was encrypted with key id {missing}; {configured}. Configure that \
+                 key as sluice.encryption.key (or in previous_keys while rotating); starting \
+                 would otherwise serve as if the data were not there",
+                dir.display()
+            )));
+        }
+        let Some(current) = current else {
+            return Ok(());
+        };
+        // Plaintext from before encryption was turned on, or records under a previous key.
+        let pending =
+            ids.iter().any(|id| *id != current) || (!ids.contains(&current) && has_records);
+        self.rotation_pending.store(pending, Ordering::Release);
+        if !ids.contains(&current) {
+            ids.push(current);
+            self.write_key_ids(&ids)?;
+        }
+        Ok(())
+    }
+
+    /// Whether a rotation pass is running now.
+    pub fn rotation_running(&self) -> bool {
+        self.rotation_running.is_locked()
+    }
+
+    /// Whether records under another key, or plaintext written before encryption was turned
+    /// on, may exist: [`Store::reseal_all`] has work to do.
+    pub fn rotation_pending(&self) -> bool {
+        self.rotation_pending.load(Ordering::Acquire)
+    }
+
+    /// Re-seals every record of the sealed families under the current key: plaintext and
+    /// records under previous keys. Reads keep working throughout (both forms open); writes to
+    /// sealed families wait for one batch at a time. Afterwards only the current key is
+    /// recorded, so the previous keys can be removed from the config.
+    pub fn reseal_all(&self) -> Result<ResealReport, StoreError> {
+        let mut report = ResealReport::default();
+        let Some(current) = self.keyring.current_id() else {
+            return Ok(report);
+        };
+        let Some(_running) = self.rotation_running.try_lock() else {
+            return Err(StoreError::Engine(
+                "a key rotation pass is already running".into(),
+            ));
+        };
+        for cf in Cf::ALL.iter().copied().filter(|cf| cf.is_sealed()) {
+            let handle = self.cf(cf)?;
+            let mut from: Vec<u8> = Vec::new();
+            loop {
+                let _exclusive = self.sealed_writes.write();
+                let mut batch = WriteBatch::default();
+                let mut last = None;
+                let mut n = 0;
+                let iter = self
+                    .db
+                    .iterator_cf(handle, IteratorMode::From(&from, Direction::Forward));
+                for item in iter {
+                    let (key, value) = item?;
+                    if n >= RESEAL_BATCH {
+                        break;
+                    }
+                    n += 1;
+                    report.scanned += 1;
+                    let wrap = |source: CryptoError| StoreError::Encryption {
+                        cf: cf.name(),
+                        source,
+                    };
+                    if self.keyring.needs_reseal(&value).map_err(wrap)? {
+                        let aad = Self::aad(cf, &key);
+                        let plain = self.keyring.open(&aad, &value).map_err(wrap)?;
+                        let sealed = self.keyring.seal(&aad, &plain).map_err(wrap)?;
+                        batch.put_cf(handle, &key, &sealed);
+                        report.resealed += 1;
+                    }
+                    last = Some(key);
+                }
+                self.db.write_opt(batch, &self.write_opts)?;
+                match last {
+                    // Continue just after the last key seen.
+                    Some(key) if n >= RESEAL_BATCH => {
+                        from = key.into_vec();
+                        from.push(0);
+                    }
+                    _ => break,
+                }
+            }
+        }
+        self.write_key_ids(&[current])?;
+        self.rotation_pending.store(false, Ordering::Release);
+        Ok(report)
+    }
+}
+
 impl CacheStore for Store {
     fn next_id(&self) -> Result<u64, StoreError> {
         let mut ids = self.ids.lock();
@@ -289,11 +548,13 @@ impl CacheStore for Store {
         value: &[u8],
         exact_key: Option<&ExactKey>,
     ) -> Result<(), StoreError> {
+        let stored = self.seal(Cf::Entries, &id.to_be_bytes(), value)?;
         let mut batch = WriteBatch::default();
-        batch.put_cf(self.cf(Cf::Entries)?, id.to_be_bytes(), value);
+        batch.put_cf(self.cf(Cf::Entries)?, id.to_be_bytes(), &stored);
         if let Some(key) = exact_key {
             batch.put_cf(self.cf(Cf::Exact)?, key, id.to_be_bytes());
         }
+        let _shared = self.sealed_writes.read();
         Ok(self.db.write_opt(batch, &self.write_opts)?)
     }
 
@@ -311,6 +572,7 @@ impl CacheStore for Store {
                 batch.delete_cf(self.cf(Cf::Exact)?, key);
             }
         }
+        let _shared = self.sealed_writes.read();
         Ok(self.db.write_opt(batch, &self.write_opts)?)
     }
 
@@ -457,6 +719,147 @@ mod tests {
         assert_eq!(store.get_exact(&key(7)).unwrap(), Some(b));
         store.delete_entry(b, Some(&key(7))).unwrap();
         assert_eq!(store.get_exact(&key(7)).unwrap(), None);
+    }
+
+    fn keyring(n: u8, previous: &[u8]) -> Arc<Keyring> {
+        let key = |n: u8| crate::crypto::Key::from_bytes(&[n; 32]).unwrap();
+        Arc::new(Keyring::new(
+            key(n),
+            previous.iter().map(|p| key(*p)).collect(),
+        ))
+    }
+
+    fn open_with_keys(dir: &Path, keys: Arc<Keyring>) -> Result<Store, StoreError> {
+        Store::open_encrypted(dir, StoreOptions::default(), keys)
+    }
+
+    /// The bytes RocksDB holds for a record, bypassing the keyring.
+    fn stored(store: &Store, cf: Cf, key: &[u8]) -> Vec<u8> {
+        store
+            .db
+            .get_cf(store.cf(cf).unwrap(), key)
+            .unwrap()
+            .unwrap()
+    }
+
+    #[test]
+    fn sealed_families_are_encrypted_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_with_keys(dir.path(), keyring(1, &[])).unwrap();
+        let id = store.next_id().unwrap();
+        store
+            .put_entry(id, b"prompt about zebras", Some(&key(1)))
+            .unwrap();
+        store
+            .put(Cf::Responses, b"resp_1", b"{\"answer\":\"zebras\"}")
+            .unwrap();
+        store
+            .put(Cf::Audit, &1u64.to_be_bytes(), b"{\"body\":\"zebras\"}")
+            .unwrap();
+        store.put_setting("threshold", b"0.9").unwrap();
+        for (cf, k) in [
+            (Cf::Entries, id.to_be_bytes().to_vec()),
+            (Cf::Responses, b"resp_1".to_vec()),
+            (Cf::Audit, 1u64.to_be_bytes().to_vec()),
+        ] {
+            let raw = stored(&store, cf, &k);
+            assert!(raw.starts_with(&crypto::MAGIC), "{cf:?}");
+            assert!(!raw.windows(6).any(|w| w == b"zebras"), "{cf:?}");
+        }
+        // Not sealed: settings, exact keys.
+        assert_eq!(stored(&store, Cf::Settings, b"threshold"), b"0.9");
+        assert_eq!(
+            store.get_entry(id).unwrap().unwrap(),
+            b"prompt about zebras"
+        );
+        let all: Vec<_> = store
+            .iter_from(Cf::Responses, b"")
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(&*all[0].1, b"{\"answer\":\"zebras\"}");
+        assert_eq!(
+            store.entries_from(0).next().unwrap().unwrap().1,
+            b"prompt about zebras"
+        );
+
+        // A sealed value copied to another record does not open.
+        let raw = stored(&store, Cf::Responses, b"resp_1");
+        store
+            .db
+            .put_cf(store.cf(Cf::Responses).unwrap(), b"resp_2", &raw)
+            .unwrap();
+        assert!(matches!(
+            store.get(Cf::Responses, b"resp_2"),
+            Err(StoreError::Encryption { .. })
+        ));
+    }
+
+    #[test]
+    fn a_wrong_or_missing_key_fails_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = open_with_keys(dir.path(), keyring(1, &[])).unwrap();
+            store.put(Cf::Responses, b"r", b"x").unwrap();
+        }
+        let a = keyring(1, &[]).current_id().unwrap();
+        let b = keyring(2, &[]).current_id().unwrap();
+        let err = open_with_keys(dir.path(), keyring(2, &[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(&format!("encrypted with key id {a}")), "{err}");
+        assert!(err.contains(&format!("the configured key is {b}")), "{err}");
+        assert!(err.contains(&dir.path().display().to_string()), "{err}");
+        let err = Store::open(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("no key is configured"), "{err}");
+        // The right key still opens it.
+        let store = open_with_keys(dir.path(), keyring(1, &[])).unwrap();
+        assert_eq!(store.get(Cf::Responses, b"r").unwrap().unwrap(), b"x");
+        assert!(!store.rotation_pending());
+    }
+
+    #[test]
+    fn rotation_reseals_everything_under_the_new_key() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            // Plaintext from before encryption, then records under key 1.
+            let store = Store::open(dir.path()).unwrap();
+            store
+                .put(Cf::Audit, &1u64.to_be_bytes(), b"plain audit")
+                .unwrap();
+        }
+        {
+            let store = open_with_keys(dir.path(), keyring(1, &[])).unwrap();
+            assert!(store.rotation_pending(), "plaintext records exist");
+            for i in 0..600u64 {
+                let id = store.next_id().unwrap();
+                store.put_entry(id, &i.to_be_bytes(), None).unwrap();
+            }
+        }
+        let store = open_with_keys(dir.path(), keyring(2, &[1])).unwrap();
+        assert!(store.rotation_pending());
+        // Readable during the rotation: old key through previous_keys, plaintext as is.
+        assert_eq!(store.entries_from(0).count(), 600);
+        assert_eq!(
+            store.get(Cf::Audit, &1u64.to_be_bytes()).unwrap().unwrap(),
+            b"plain audit"
+        );
+        let report = store.reseal_all().unwrap();
+        assert_eq!(report.scanned, 601);
+        assert_eq!(report.resealed, 601);
+        assert!(!store.rotation_pending());
+        assert_eq!(store.reseal_all().unwrap().resealed, 0);
+        drop(store);
+
+        // Key 2 alone now opens everything.
+        let store = open_with_keys(dir.path(), keyring(2, &[])).unwrap();
+        let values: Vec<Vec<u8>> = store.entries_from(0).map(|r| r.unwrap().1).collect();
+        assert_eq!(values.len(), 600);
+        assert_eq!(values[599], 599u64.to_be_bytes());
+        let raw = stored(&store, Cf::Audit, &1u64.to_be_bytes());
+        assert!(raw.starts_with(&crypto::MAGIC));
+        drop(store);
+        assert!(open_with_keys(dir.path(), keyring(1, &[])).is_err());
     }
 
     #[test]
