@@ -343,9 +343,27 @@ except openai.APIStatusError as e:
     }
   });
 
-  it('rotates and revokes a key in the UI', async () => {
+  it('edits, rotates and revokes a key in the UI', async () => {
     await go(admin, 'keys');
     const row = admin.locator(`${tid('key-row')}[data-id="${createdKey.id}"]`);
+    // Edit its limits: the form comes prefilled; only the changed fields change.
+    await row.locator(tid('key-edit')).click();
+    const dlg = admin.locator(tid('key-edit-dialog'));
+    assert.equal(await dlg.locator(tid('edit-rpm')).inputValue(), '600');
+    assert.equal(await dlg.locator(tid('edit-budget')).inputValue(), '5');
+    await dlg.locator(tid('edit-rpm')).fill('1200');
+    await dlg.locator(tid('edit-tpm')).fill('50000');
+    await dlg.locator(tid('edit-submit')).click();
+    await dlg.waitFor({ state: 'detached' });
+    await waitFor(async () => (await row.textContent()).includes('1.2k req/min'), { what: 'the new rpm in the key list' });
+    const stored = JSON.parse((await pageFetch(admin, `/admin/keys/${createdKey.id}`)).body);
+    assert.equal(stored.rpm, 1200);
+    assert.equal(stored.tpm, 50000);
+    assert.equal(stored.max_budget, 5);
+    assert.equal(stored.budget_duration, '30d');
+    assert.deepEqual(stored.models, [MODEL]);
+    assert.equal(stored.alias, createdKey.alias);
+
     await row.locator(tid('key-rotate')).click();
     await admin.locator(tid('confirm-ok')).click();
     const secret = await admin.locator(tid('key-secret')).inputValue();

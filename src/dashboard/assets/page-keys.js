@@ -40,51 +40,10 @@ export async function render(ctx) {
     groups = [];
   }
 
-  const alias = h('input', { type: 'text', testid: 'key-alias', placeholder: 'team-a', id: 'k-alias' });
-  const modelBoxes = groups.map((g) => [g, h('input', { type: 'checkbox', testid: 'key-model-' + g, value: g })]);
-  const budget = h('input', { type: 'number', min: '0', step: '0.01', testid: 'key-budget', placeholder: 'none', id: 'k-budget' });
-  const period = h('select', { testid: 'key-budget-duration', id: 'k-period' },
-    [['', 'never resets'], ['1d', 'per day'], ['7d', 'per week'], ['30d', 'per 30 days']].map(([v, t]) => h('option', { value: v }, t)));
-  const rpm = h('input', { type: 'number', min: '1', step: '1', testid: 'key-rpm', placeholder: 'unlimited', id: 'k-rpm' });
-  const tpm = h('input', { type: 'number', min: '1', step: '1', testid: 'key-tpm', placeholder: 'unlimited', id: 'k-tpm' });
-  const expires = h('input', { type: 'text', testid: 'key-expires', placeholder: 'never (e.g. 30d)', id: 'k-exp' });
-  const admin = h('input', { type: 'checkbox', testid: 'key-admin' });
-  const err = h('p', { class: 'form-error', role: 'alert', testid: 'key-error' });
-  const form = h('form', { class: 'card', testid: 'key-create-form' },
-    h('h2', null, 'Create a key'),
-    h('div', { class: 'form-grid' },
-      h('label', { for: 'k-alias' }, 'Alias'), alias,
-      h('label', null, 'Models'), h('div', { class: 'checks' }, modelBoxes.length
-        ? modelBoxes.map(([g, cb]) => h('label', { class: 'inline' }, cb, ' ', g))
-        : h('span', { class: 'muted small' }, 'all'), h('span', { class: 'muted small' }, ' (none ticked = all)')),
-      h('label', { for: 'k-budget' }, 'Budget (USD)'), h('div', { class: 'row' }, budget, period),
-      h('label', { for: 'k-rpm' }, 'Requests/min'), rpm,
-      h('label', { for: 'k-tpm' }, 'Tokens/min'), tpm,
-      h('label', { for: 'k-exp' }, 'Expires'), expires,
-      h('label', null, 'Admin'), h('label', { class: 'inline' }, admin, ' may use the admin API and this dashboard')),
-    err,
-    h('div', { class: 'row-end' }, h('button', { type: 'submit', class: 'btn primary', testid: 'key-create-submit' }, 'Create key')));
-  form.addEventListener('submit', async (e) => {
-    e.preventDefault();
-    err.textContent = '';
-    const body = {};
-    if (alias.value.trim()) body.alias = alias.value.trim();
-    const models = modelBoxes.filter(([, cb]) => cb.checked).map(([g]) => g);
-    if (models.length) body.models = models;
-    if (budget.value !== '') body.max_budget = Number(budget.value);
-    if (period.value) body.budget_duration = period.value;
-    if (rpm.value !== '') body.rpm = Number(rpm.value);
-    if (tpm.value !== '') body.tpm = Number(tpm.value);
-    if (expires.value.trim()) body.expires = expires.value.trim();
-    if (admin.checked) body.admin = true;
-    try {
-      const k = await api('/admin/keys', { method: 'POST', body });
-      secretSlot.replaceChildren(secretPanel(`Key ${k.alias || k.id} created`, k.key));
-      form.reset();
-      await load();
-    } catch (ex) {
-      err.textContent = ex.message;
-    }
+  const form = keyForm(groups, null, async (body) => {
+    const k = await api('/admin/keys', { method: 'POST', body });
+    secretSlot.replaceChildren(secretPanel(`Key ${k.alias || k.id} created`, k.key));
+    await load();
   });
 
   root.append(h('div', { class: 'page-head' }, h('h1', null, 'Keys')), secretSlot, form, listBox);
@@ -120,6 +79,7 @@ export async function render(ctx) {
             k.budget_duration ? h('span', { class: 'muted small' }, ' per ' + k.budget_duration) : null),
           h('td', { 'data-label': 'Created', class: 'small' }, (k.created || '').slice(0, 10)),
           h('td', { class: 'actions' }, k.status === 'revoked' ? null : [
+            h('button', { type: 'button', class: 'btn small', testid: 'key-edit', onclick: () => editKey(k) }, 'Edit'),
             h('button', { type: 'button', class: 'btn small', testid: 'key-rotate', onclick: async () => {
               if (!(await confirmDialog(`Rotate ${k.alias || k.id}? A new secret is issued; the old one keeps working for 24 hours.`, 'Rotate'))) return;
               try {
@@ -142,5 +102,87 @@ export async function render(ctx) {
       if (ctx.alive()) listBox.replaceChildren(errorBox(e));
     }
   };
+  const editKey = (k) => {
+    const dlg = h('dialog', { class: 'dialog wide', testid: 'key-edit-dialog' });
+    const close = () => { dlg.close(); dlg.remove(); };
+    const f = keyForm(groups, k, async (body) => {
+      await api(`/admin/keys/${encodeURIComponent(k.id)}`, { method: 'PATCH', body });
+      close();
+      toast('Key updated.');
+      await load();
+    }, close);
+    dlg.append(f);
+    dlg.addEventListener('cancel', (e) => { e.preventDefault(); close(); });
+    document.body.append(dlg);
+    dlg.showModal();
+  };
+
   await load();
+}
+
+/** The create form (`k` null) or the edit form of key `k`; `submit(body)` sends it. In edit
+ * mode every limit is sent, an emptied one as null (PATCH clears it); Expires left empty keeps
+ * the current expiry. */
+function keyForm(groups, k, submit, cancel) {
+  const edit = Boolean(k);
+  const pre = edit ? 'edit-' : 'key-';
+  const val = (v) => (v === null || v === undefined ? '' : String(v));
+  const alias = h('input', { type: 'text', testid: pre + 'alias', placeholder: 'team-a', id: pre + 'k-alias', value: edit ? val(k.alias) : '' });
+  const modelBoxes = groups.map((g) => [g, h('input', { type: 'checkbox', testid: pre + 'model-' + g, value: g, checked: edit && (k.models || []).includes(g) })]);
+  const budget = h('input', { type: 'number', min: '0', step: '0.01', testid: pre + 'budget', placeholder: 'none', id: pre + 'k-budget', value: edit ? val(k.max_budget) : '' });
+  const periods = [['', 'never resets'], ['1d', 'per day'], ['7d', 'per week'], ['30d', 'per 30 days']];
+  if (edit && k.budget_duration && !periods.some(([v]) => v === k.budget_duration)) periods.push([k.budget_duration, 'per ' + k.budget_duration]);
+  const period = h('select', { testid: pre + 'budget-duration', id: pre + 'k-period' },
+    periods.map(([v, t]) => h('option', { value: v, selected: edit && val(k.budget_duration) === v }, t)));
+  const rpm = h('input', { type: 'number', min: '1', step: '1', testid: pre + 'rpm', placeholder: 'unlimited', id: pre + 'k-rpm', value: edit ? val(k.rpm) : '' });
+  const tpm = h('input', { type: 'number', min: '1', step: '1', testid: pre + 'tpm', placeholder: 'unlimited', id: pre + 'k-tpm', value: edit ? val(k.tpm) : '' });
+  const expires = h('input', { type: 'text', testid: pre + 'expires', id: pre + 'k-exp',
+    placeholder: edit ? (k.expires ? 'keep (' + k.expires.slice(0, 10) + ')' : 'never (e.g. 30d)') : 'never (e.g. 30d)' });
+  const admin = h('input', { type: 'checkbox', testid: pre + 'admin', checked: edit && k.admin });
+  const err = h('p', { class: 'form-error', role: 'alert', testid: pre + 'error' });
+  const form = h('form', { class: edit ? '' : 'card', testid: edit ? 'key-edit-form' : 'key-create-form' },
+    h('h2', null, edit ? 'Edit ' + (k.alias || k.id) : 'Create a key'),
+    h('div', { class: 'form-grid' },
+      h('label', { for: pre + 'k-alias' }, 'Alias'), alias,
+      h('label', null, 'Models'), h('div', { class: 'checks' }, modelBoxes.length
+        ? modelBoxes.map(([g, cb]) => h('label', { class: 'inline' }, cb, ' ', g))
+        : h('span', { class: 'muted small' }, 'all'), h('span', { class: 'muted small' }, ' (none ticked = all)')),
+      h('label', { for: pre + 'k-budget' }, 'Budget (USD)'), h('div', { class: 'row' }, budget, period),
+      h('label', { for: pre + 'k-rpm' }, 'Requests/min'), rpm,
+      h('label', { for: pre + 'k-tpm' }, 'Tokens/min'), tpm,
+      h('label', { for: pre + 'k-exp' }, 'Expires'), expires,
+      h('label', null, 'Admin'), h('label', { class: 'inline' }, admin, ' may use the admin API and this dashboard')),
+    err,
+    h('div', { class: 'row-end' },
+      cancel ? h('button', { type: 'button', class: 'btn', testid: pre + 'cancel', onclick: cancel }, 'Cancel') : null,
+      h('button', { type: 'submit', class: 'btn primary', testid: edit ? 'edit-submit' : 'key-create-submit' }, edit ? 'Save' : 'Create key')));
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    err.textContent = '';
+    const num = (inp) => (inp.value === '' ? null : Number(inp.value));
+    const models = modelBoxes.filter(([, cb]) => cb.checked).map(([g]) => g);
+    const body = edit
+      ? {
+        alias: alias.value.trim() || null, models: models.length ? models : null, max_budget: num(budget),
+        budget_duration: period.value || null, rpm: num(rpm), tpm: num(tpm), admin: admin.checked,
+      }
+      : {};
+    if (!edit) {
+      if (alias.value.trim()) body.alias = alias.value.trim();
+      if (models.length) body.models = models;
+      if (budget.value !== '') body.max_budget = Number(budget.value);
+      if (period.value) body.budget_duration = period.value;
+      if (rpm.value !== '') body.rpm = Number(rpm.value);
+      if (tpm.value !== '') body.tpm = Number(tpm.value);
+      if (admin.checked) body.admin = true;
+    }
+    if (expires.value.trim()) body.expires = expires.value.trim();
+    try {
+      await submit(body);
+      if (!edit) form.reset();
+    } catch (ex) {
+      err.textContent = ex.message;
+    }
+  });
+  return form;
 }
