@@ -66,6 +66,20 @@ async function pageFetch(page, path, { method = 'GET', body, csrf = false } = {}
   }, { path, method, body, csrf });
 }
 
+let failed = false;
+
+/** A test step; a failure is remembered so the server log can be shown at the end. */
+function step(name, fn) {
+  it(name, async () => {
+    try {
+      await fn();
+    } catch (e) {
+      failed = true;
+      throw e;
+    }
+  });
+}
+
 describe('dashboard', () => {
   before(async () => {
     gw = await startGateway();
@@ -75,10 +89,13 @@ describe('dashboard', () => {
 
   after(async () => {
     if (browser) await browser.close();
-    if (gw) await gw.stop();
+    if (gw) {
+      if (failed) console.error(`--- sluice stderr (last lines) ---\n${gw.serverLog()}`);
+      await gw.stop();
+    }
   });
 
-  it('serves the UI with a strict CSP and sends browsers from / to /ui', async () => {
+  step('serves the UI with a strict CSP and sends browsers from / to /ui', async () => {
     const r = await fetch(gw.baseUrl + '/ui');
     assert.equal(r.status, 200);
     const csp = r.headers.get('content-security-policy') || '';
@@ -92,7 +109,7 @@ describe('dashboard', () => {
     assert.match(asset.headers.get('content-type') || '', /javascript/);
   });
 
-  it('shows the login form, refuses a wrong key and logs in with the master key', async () => {
+  step('shows the login form, refuses a wrong key and logs in with the master key', async () => {
     await admin.goto(gw.baseUrl + '/');
     await admin.locator(tid('login-form')).waitFor();
     assert.match(admin.url(), /\/ui/);
@@ -113,7 +130,7 @@ describe('dashboard', () => {
     assert.equal(await admin.evaluate(() => document.cookie.includes('sluice_session')), false);
   });
 
-  it('overview numbers change as requests go through the API', async () => {
+  step('overview numbers change as requests go through the API', async () => {
     await go(admin, 'overview');
     await admin.locator(tid('stat-requests')).waitFor();
     const before = await statValue(admin, 'stat-requests');
@@ -145,7 +162,7 @@ describe('dashboard', () => {
     }
   });
 
-  it('creates a key in the UI that works from the openai SDK', async () => {
+  step('creates a key in the UI that works from the openai SDK', async () => {
     await go(admin, 'keys');
     const alias = 'ui-sdk-' + randomBytes(3).toString('hex');
     await admin.locator(tid('key-alias')).fill(alias);
@@ -190,7 +207,7 @@ except openai.APIStatusError as e:
     await screenshot(admin, 'keys');
   });
 
-  it('a threshold changed in the UI changes the next request\'s cache outcome', async () => {
+  step('a threshold changed in the UI changes the next request\'s cache outcome', async () => {
     const ns = 'ui-thr-' + randomBytes(4).toString('hex');
     const first = await chat(gw.baseUrl, MASTER_KEY, 'What is the capital of France?', { namespace: ns });
     assert.equal(first.cache, 'miss');
@@ -247,7 +264,7 @@ except openai.APIStatusError as e:
     assert.equal(after.cache, 'miss');
   });
 
-  it('the live tail shows a request as it happens', async () => {
+  step('the live tail shows a request as it happens', async () => {
     await go(admin, 'live');
     await waitFor(async () => (await admin.locator(tid('tail-status')).textContent()) === 'live', { what: 'the tail to connect' });
     const r = await chat(gw.baseUrl, MASTER_KEY, 'A request for the live tail ' + randomBytes(4).toString('hex'));
@@ -262,7 +279,7 @@ except openai.APIStatusError as e:
     await screenshot(admin, 'live');
   });
 
-  it('deployments, spend and audit pages show the traffic', async () => {
+  step('deployments, spend and audit pages show the traffic', async () => {
     // The overview's screenshot is taken here, with every earlier test's traffic in it.
     await go(admin, 'overview');
     await admin.locator(tid('chart-requests')).waitFor();
@@ -304,7 +321,7 @@ except openai.APIStatusError as e:
     await screenshot(admin, 'audit');
   });
 
-  it('changes need the CSRF token', async () => {
+  step('changes need the CSRF token', async () => {
     const without = await pageFetch(admin, '/admin/cache/flush', { method: 'POST', body: { namespace: 'nothing-here' } });
     assert.equal(without.status, 403);
     assert.match(without.body, /csrf/i);
@@ -312,7 +329,7 @@ except openai.APIStatusError as e:
     assert.equal(withToken.status, 200, withToken.body);
   });
 
-  it('a virtual key sees only its own usage and gets 403 from admin pages and APIs', async () => {
+  step('a virtual key sees only its own usage and gets 403 from admin pages and APIs', async () => {
     const { context, page } = await newPage();
     try {
       await login(page, createdKey.secret);
@@ -343,7 +360,7 @@ except openai.APIStatusError as e:
     }
   });
 
-  it('edits, rotates and revokes a key in the UI', async () => {
+  step('edits, rotates and revokes a key in the UI', async () => {
     await go(admin, 'keys');
     const row = admin.locator(`${tid('key-row')}[data-id="${createdKey.id}"]`);
     // Edit its limits: the form comes prefilled; only the changed fields change.
@@ -381,7 +398,7 @@ except openai.APIStatusError as e:
     assert.equal((await chat(gw.baseUrl, secret, 'After revocation')).status, 401);
   });
 
-  it('is readable at phone width', async () => {
+  step('is readable at phone width', async () => {
     const { context, page } = await newPage(PHONE);
     try {
       await login(page, MASTER_KEY);
@@ -406,7 +423,7 @@ except openai.APIStatusError as e:
     }
   });
 
-  it('logout locks the pages again', async () => {
+  step('logout locks the pages again', async () => {
     await go(admin, 'keys');
     await admin.locator(tid('logout')).click();
     await admin.locator(tid('login-form')).waitFor();
@@ -421,7 +438,7 @@ except openai.APIStatusError as e:
     }
   });
 
-  it('raised no script errors', () => {
+  step('raised no script errors', () => {
     assert.deepEqual(pageErrors, []);
   });
 });

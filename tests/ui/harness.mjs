@@ -171,7 +171,9 @@ export async function launchBrowser() {
     executablePath,
     headless: true,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+      // Containers often have a tiny /dev/shm; chromium then crashes without this.
+      '--disable-dev-shm-usage'],
   });
 }
 
