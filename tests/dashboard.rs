@@ -797,3 +797,44 @@ fn retention_days_is_checked() {
             || !String::from_utf8_lossy(&out.stderr).contains("dashboard")
     );
 }
+
+#[tokio::test]
+async fn under_tls_the_cookie_is_secure_and_the_ui_answers_on_both_listeners() {
+    let certs = tempfile::tempdir().unwrap();
+    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+    let yaml = format!(
+        "model_list:\n  - {{model_name: g, litellm_params: {{model: mock/g}}}}\ngeneral_settings:\n  master_key: {MASTER}\nsluice:\n  data_dir: '{{data_dir}}'\n  cache: {{enabled: false}}\n  tls: {{cert: '{}', key: '{}'}}\n  admin_listen: 127.0.0.1:0\n",
+        cert.display(),
+        key.display()
+    );
+    let gw = TestGateway::builder().config(yaml).spawn();
+    let https = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(ck.cert.pem().as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let r = https
+        .post(gw.admin_url("/ui/api/login"))
+        .json(&json!({ "key": MASTER }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let set = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(set.ends_with("; Secure"), "{set}");
+    let cookie = set.split(';').next().unwrap().to_string();
+    // The admin API is on the admin listener, and so is the UI that calls it.
+    let r = https
+        .get(gw.admin_url("/admin/keys"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    for url in [gw.url("/ui"), gw.admin_url("/ui")] {
+        let r = https.get(&url).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{url}");
+    }
+}
