@@ -193,6 +193,17 @@ async fn login_session_csrf_and_logout() {
     let b: Value = r.json().await.unwrap();
     assert_eq!(b["error"]["code"], "invalid_api_key");
 
+    // A form post (what a cross-site page could send) is refused before the key is looked at.
+    let r = client()
+        .post(gw.url("/ui/api/login"))
+        .header("content-type", "text/plain")
+        .body(format!("{{\"key\": \"{MASTER}\"}}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.headers().get("set-cookie").is_none());
+
     // No session yet.
     let (s, b) = call(&gw, Method::GET, "/ui/api/session", Auth::None, None).await;
     assert_eq!(s, 401);

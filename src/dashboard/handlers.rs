@@ -12,7 +12,7 @@ use crate::spend::{parse_day, GroupBy, ReportRow};
 use crate::state::AppState;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::DefaultHeaders;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
@@ -130,6 +130,14 @@ async fn login(
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    // JSON only: a cross-site HTML form can send text/plain or form bodies, not this type
+    // (login CSRF), and SameSite=Strict keeps the cookie from riding along anyway.
+    if req.content_type() != "application/json" {
+        return Err(ApiError::invalid(
+            "content-type",
+            "the login body must be JSON (Content-Type: application/json)",
+        ));
+    }
     let body: LoginBody = read_json(&req, payload, &state).await?;
     let principal = authenticate_key(&state, body.key.trim())?;
     let who = match &principal {
