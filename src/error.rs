@@ -311,7 +311,10 @@ impl ApiError {
     /// The OpenAI error body.
     pub fn body(&self) -> Value {
         let (_, kind, param, code) = self.parts();
-        json!({"error": {"message": self.to_string(), "type": kind, "param": param, "code": code}})
+        // Messages quote client text (paths, ids, model names): a Sluice key pasted there is
+        // masked as in the access log.
+        let message = crate::keys::redact_secrets(&self.to_string()).into_owned();
+        json!({"error": {"message": message, "type": kind, "param": param, "code": code}})
     }
 }
 

@@ -75,7 +75,8 @@ fn field_error(e: KeyFieldError) -> ApiError {
 
 /// How a reference is named in an error: never echo something that looks like a secret.
 fn describe(reference: &str) -> String {
-    if reference.starts_with(SECRET_PREFIX) {
+    // Any `sk-` string may be a key (a Sluice secret, or a LiteLLM-style key pasted by mistake).
+    if reference.starts_with(SECRET_PREFIX) || reference.starts_with("sk-") {
         "the given secret (use the key id, key_...)".into()
     } else {
         format!("'{reference}'")

@@ -28,7 +28,7 @@ fn error_body(e: &ApiError) -> Bytes {
         kind: "error".into(),
         error: ErrorDetail {
             kind: error_type(e.status_code().as_u16()).into(),
-            message: e.to_string(),
+            message: crate::keys::redact_secrets(&e.to_string()).into_owned(),
         },
     };
     // Serializing a derived struct to a Vec cannot fail.

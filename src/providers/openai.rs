@@ -151,9 +151,10 @@ pub(super) async fn status_error(d: &Deployment, resp: reqwest::Response) -> Ups
         deployment: label(d),
         status,
         message: redact(message),
-        kind,
-        param,
-        code,
+        // Every field is relayed to the client: an upstream may echo the key in any of them.
+        kind: kind.map(redact),
+        param: param.map(redact),
+        code: code.map(redact),
         retry_after,
     }))
 }
@@ -271,10 +272,78 @@ pub(super) async fn post_stream(
     if !resp.status().is_success() {
         return Err(status_error(d, resp).await);
     }
+    let key = d.api_key.clone();
     let d = d.clone();
-    Ok(Box::pin(resp.bytes_stream().map(move |r| {
-        r.map_err(|e| transport_error(&d, e, timeout))
-    })))
+    let events = resp
+        .bytes_stream()
+        .map(move |r| r.map_err(|e| transport_error(&d, e, timeout)));
+    Ok(match key {
+        Some(key) => Box::pin(Redacted {
+            inner: Box::pin(events),
+            splitter: crate::stream::SseSplitter::default(),
+            key,
+            done: false,
+        }),
+        None => Box::pin(events),
+    })
+}
+
+/// The upstream's SSE with the deployment's key removed from every event: the bytes are relayed
+/// to the client, and a provider's mid-stream error event may echo the key back. Whole events
+/// are checked, so a key split across network reads is still found.
+struct Redacted {
+    inner: ChunkStream,
+    splitter: crate::stream::SseSplitter,
+    key: crate::config::Secret,
+    done: bool,
+}
+
+impl Redacted {
+    fn clean(&self, event: bytes::Bytes) -> bytes::Bytes {
+        match std::str::from_utf8(&event) {
+            Ok(text) if text.contains(self.key.expose()) => {
+                bytes::Bytes::from(self.key.redact(text))
+            }
+            _ => event,
+        }
+    }
+}
+
+impl futures_util::Stream for Redacted {
+    type Item = Result<bytes::Bytes, UpstreamError>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        loop {
+            if self.done {
+                return Poll::Ready(None);
+            }
+            match self.inner.as_mut().poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(chunk))) => {
+                    let events = self.splitter.push(&chunk);
+                    if events.is_empty() {
+                        continue;
+                    }
+                    let mut out = bytes::BytesMut::new();
+                    for e in events {
+                        out.extend_from_slice(&self.clean(e));
+                    }
+                    return Poll::Ready(Some(Ok(out.freeze())));
+                }
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
+                Poll::Ready(None) => {
+                    self.done = true;
+                    if let Some(rest) = self.splitter.finish() {
+                        return Poll::Ready(Some(Ok(self.clean(rest))));
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// api.openai.com and every OpenAI-compatible server.

@@ -93,10 +93,10 @@ impl ResponseError for ResponsesError {
             ResponsesError::Api(e) => return e.error_response(),
             ResponsesError::Store(e) => return ApiError::Internal(e.to_string()).error_response(),
             ResponsesError::NotFound { .. } => json!({"error": {
-                "message": self.to_string(), "type": "invalid_request_error",
+                "message": crate::keys::redact_secrets(&self.to_string()), "type": "invalid_request_error",
                 "param": null, "code": null}}),
             ResponsesError::PreviousNotFound { .. } => json!({"error": {
-                "message": self.to_string(), "type": "invalid_request_error",
+                "message": crate::keys::redact_secrets(&self.to_string()), "type": "invalid_request_error",
                 "param": "previous_response_id", "code": "previous_response_not_found"}}),
         };
         HttpResponse::build(self.status_code()).json(body)
