@@ -316,3 +316,41 @@ async fn rotation_keeps_everything_readable_then_needs_only_the_new_key() {
     let log = stop(gw);
     assert!(!log.contains("rebuilding the index"), "{log}");
 }
+
+#[tokio::test]
+async fn turning_encryption_on_seals_what_was_stored_before() {
+    let fake = FakeOpenAi::start();
+    let data = tempfile::tempdir().unwrap();
+    let plain_cfg = config(&fake, "");
+    let gw = TestGateway::builder()
+        .config(plain_cfg.as_str())
+        .data_dir(data.path())
+        .spawn();
+    ask(&gw, PROMPT).await;
+    ask_until_hit(&gw, PROMPT).await;
+    let log = stop(gw);
+    assert!(log.contains("stored as plaintext"), "{log}");
+    let mut files = Vec::new();
+    all_files(data.path(), &mut files);
+    assert!(
+        files.iter().any(|f| {
+            let b = std::fs::read(f).unwrap();
+            b.windows(PROMPT.len()).any(|w| w == PROMPT.as_bytes())
+        }),
+        "without a key the prompt is on disk (the search below can find it)"
+    );
+
+    // With a key: the start-up pass seals the plaintext records, and compaction drops the old
+    // forms from RocksDB's files.
+    let gw = spawn(&with_key(&fake), data.path(), KEY_A, None);
+    for _ in 0..200 {
+        if gw.stderr().contains("encryption rotation pass complete") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ask(&gw, PROMPT).await.0.starts_with("hit"));
+    let log = stop(gw);
+    assert!(log.contains("encryption rotation pass complete"), "{log}");
+    assert_nowhere(data.path(), &[PROMPT, "purple lighthouse"]);
+}

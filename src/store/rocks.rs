@@ -518,6 +518,20 @@ impl Store {
                 }
             }
         }
+        // The old forms (plaintext, or under the previous key) stay in older SST and WAL files
+        // until compaction drops them: flush and compact now, so they leave the live files.
+        // Force: without it RocksDB may move files down a level as they are ("trivial move"),
+        // old versions included.
+        if report.resealed > 0 {
+            let mut opts = rocksdb::CompactOptions::default();
+            opts.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
+            for cf in Cf::ALL.iter().copied().filter(|cf| cf.is_sealed()) {
+                let handle = self.cf(cf)?;
+                self.db.flush_cf(handle)?;
+                self.db
+                    .compact_range_cf_opt(handle, None::<&[u8]>, None::<&[u8]>, &opts);
+            }
+        }
         self.write_key_ids(&[current])?;
         self.rotation_pending.store(false, Ordering::Release);
         Ok(report)
