@@ -79,24 +79,37 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::put().to(admin::put_config))
             .default_service(web::to(method_not_allowed)),
     )
-    .route("/admin/cache/stats", web::get().to(admin::stats))
-    .route("/admin/cache/lookup", web::post().to(admin::lookup))
-    .route("/admin/cache/flush", web::post().to(admin::flush))
-    .route(
+    .service(only("/admin/cache/stats", web::get().to(admin::stats)))
+    .service(only("/admin/cache/lookup", web::post().to(admin::lookup)))
+    .service(only("/admin/cache/flush", web::post().to(admin::flush)))
+    .service(only(
         "/admin/cache/entries/{id}",
         web::delete().to(admin::delete_entry),
-    );
+    ));
     keys::routes(cfg);
-    cfg.route("/admin/spend", web::get().to(spend::report))
-        .route("/admin/audit", web::get().to(audit::list))
-        .route("/utils/token_counter", web::post().to(spend::token_counter));
-    cfg.route("/health", web::get().to(health::health))
-        .route("/health/liveliness", web::get().to(health::liveliness))
-        .route("/health/liveness", web::get().to(health::liveness))
-        .route("/health/readiness", web::get().to(health::readiness))
-        .route("/metrics", web::get().to(health::metrics))
-        .route("/openapi.json", web::get().to(openapi::serve))
+    cfg.service(only("/admin/spend", web::get().to(spend::report)))
+        .service(only("/admin/audit", web::get().to(audit::list)))
+        .service(only(
+            "/utils/token_counter",
+            web::post().to(spend::token_counter),
+        ));
+    cfg.service(only("/health", web::get().to(health::health)))
+        .service(only(
+            "/health/liveliness",
+            web::get().to(health::liveliness),
+        ))
+        .service(only("/health/liveness", web::get().to(health::liveness)))
+        .service(only("/health/readiness", web::get().to(health::readiness)))
+        .service(only("/metrics", web::get().to(health::metrics)))
+        .service(only("/openapi.json", web::get().to(openapi::serve)))
         .default_service(web::to(not_found));
+}
+
+/// A path served by one method; any other method is a 405 (not the 404 of an unknown path).
+fn only(path: &str, route: actix_web::Route) -> actix_web::Resource {
+    web::resource(path)
+        .route(route)
+        .default_service(web::to(method_not_allowed))
 }
 
 async fn not_found(req: HttpRequest) -> HttpResponse {

@@ -114,6 +114,33 @@ def test_document_is_public_openapi_3_1(fuzz_gateway):
         assert path in doc["paths"], path
 
 
+def _concrete(path: str) -> str:
+    return path.replace("{id}", "x1").replace("{model}", "mock")
+
+
+def test_undocumented_methods_are_405_and_secured_operations_need_a_key(fuzz_gateway):
+    """What the fuzzer's per-operation runs cannot see: methods the document does not list for a
+    path are refused with 405 (not a 404 as if the path did not exist), and every operation that
+    declares a security requirement answers 401 without a key."""
+    base_url, _ = fuzz_gateway
+    doc = requests.get(f"{base_url}/openapi.json", timeout=10).json()
+    auth = {"Authorization": f"Bearer {MASTER_KEY}"}
+    for path, ops in doc["paths"].items():
+        url = base_url + _concrete(path)
+        for method in {"get", "post", "put", "patch", "delete"} - set(ops):
+            r = requests.request(method, url, headers=auth, timeout=30)
+            assert r.status_code == 405, f"{method.upper()} {path}: {r.status_code} {r.text}"
+            error = r.json()["error"]  # OpenAI's shape; Anthropic's on /v1/messages
+            assert error.get("code", error.get("type")) in ("method_not_allowed", "invalid_request_error"), error
+        for method, op in ops.items():
+            if not op.get("security"):
+                continue
+            r = requests.request(method, url, json={} if method in ("post", "put", "patch") else None, timeout=30)
+            # A plain GET on the WebSocket-only /v1/responses is refused before any key is read.
+            expected = 405 if (method, path) == ("get", "/v1/responses") else 401
+            assert r.status_code == expected, f"{method.upper()} {path} without a key: {r.status_code} {r.text}"
+
+
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=str)
 def test_openapi_operations_conform(api_schema, mode):
     """Every operation, MAX_EXAMPLES generated requests each, derandomized.
