@@ -375,6 +375,41 @@ async fn no_secret_appears_in_any_output() {
         Some(json!({"model": "ok", "prompt": "hello ok"})),
     )
     .await;
+    // Admin changes: cache settings, flush, entry delete, revocations (audited before/after).
+    for (m, path, body) in [
+        (
+            Method::PUT,
+            "/admin/cache/config".to_string(),
+            Some(json!({"default_threshold": 0.9})),
+        ),
+        (
+            Method::POST,
+            "/admin/cache/flush".into(),
+            Some(json!({"model": "ok"})),
+        ),
+        (Method::DELETE, "/admin/cache/entries/1".into(), None),
+        (
+            Method::POST,
+            "/key/delete".into(),
+            Some(json!({"keys": [litellm_key.clone()]})),
+        ),
+        (Method::DELETE, format!("/admin/keys/{id}"), None),
+        (
+            Method::POST,
+            format!("/admin/keys/{id}/rotate"),
+            Some(json!({})),
+        ),
+    ] {
+        t.call(&gw, m, &path, Some(MASTER), body).await;
+    }
+    t.call(
+        &gw,
+        Method::POST,
+        "/v1/chat/completions",
+        Some(&vkey),
+        Some(chat("ok", false)),
+    )
+    .await;
     // Every audit page (streamed requests are written when their stream ends).
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut cursor = None::<String>;
@@ -396,7 +431,9 @@ async fn no_secret_appears_in_any_output() {
     // The exercise reached the paths it meant to: upstream errors, refusals, audit records.
     let all: String = t.0.iter().map(|(_, a)| a.as_str()).collect();
     assert!(records > 50, "{records} audit records");
-    for expected in ["-> 502", "-> 401", "-> 403", "-> 400", "-> 404", "-> 429"] {
+    for expected in [
+        "-> 502", "-> 401", "-> 403", "-> 400", "-> 404", "-> 409", "-> 429",
+    ] {
         assert!(all.contains(expected), "no response {expected}");
     }
 
