@@ -185,7 +185,7 @@ fn start_audit_retention(audit: Arc<AuditLog>, days: u32) {
 
 /// Starts the encryption rotation pass on its own thread: re-seals every sealed record under the
 /// current key while requests keep being served, then rewrites the index snapshot under it.
-/// Returns false when the cache has no key configured or a pass is already running.
+/// Returns false when no key is configured or a pass is already running.
 pub fn spawn_rotation(store: Arc<Store>, cache: Option<Arc<CacheEngine>>) -> bool {
     if !store.keyring().is_enabled() || store.rotation_running() {
         return false;

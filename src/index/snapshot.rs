@@ -58,13 +58,12 @@ struct Scratch {
 
 impl Scratch {
     fn new(parent: &Path, basename: &str) -> Result<Scratch, IndexError> {
-        // Leftovers of a crash hold symlinks at most on Linux, but remove them anyway.
+        // Leftovers of an earlier process that crashed (on Linux they hold symlinks at most).
+        // This process's own may be in use by a concurrent save or load: left alone.
+        let own = format!("{SCRATCH_PREFIX}{}-", std::process::id());
         for entry in fs::read_dir(parent)?.flatten() {
-            if entry
-                .file_name()
-                .to_string_lossy()
-                .starts_with(SCRATCH_PREFIX)
-            {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(SCRATCH_PREFIX) && !name.starts_with(&own) {
                 let _ = fs::remove_dir_all(entry.path());
             }
         }
