@@ -240,3 +240,75 @@ async fn responses_surface_is_masked_too() {
     let text = v["output"][0]["content"][0]["text"].as_str().unwrap();
     assert_eq!(text, "You said: Send it to +44 20 7946 0958 today");
 }
+
+/// The data payloads of an SSE body.
+fn events(body: &str) -> Vec<Value> {
+    body.lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .collect()
+}
+
+#[tokio::test]
+async fn streamed_answers_are_masked_or_stopped_by_the_answer_policy() {
+    let fake = FakeOpenAi::start();
+    let said = "Reach bob.smith@example.org or 4111 1111 1111 1111 today";
+    let masked = "You said: Reach [EMAIL_1] or [CARD_1] today";
+    let stream = |path: &str| {
+        let mut b = if path == "/v1/responses" {
+            json!({"model": "gpt-x", "input": said})
+        } else {
+            chat(said)
+        };
+        if path == "/v1/messages" {
+            b["max_tokens"] = json!(64);
+        }
+        b["stream"] = json!(true);
+        b
+    };
+
+    // mask: the value never leaves Sluice, on every surface.
+    let gw = gateway(&fake, "{prompts: 'off', responses: mask}", false);
+    let (status, _, body) = post(&gw, MASTER, "/v1/chat/completions", stream("chat")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(streamed(&body), masked);
+    assert!(body.trim_end().ends_with("data: [DONE]"), "{body}");
+    let (status, _, body) = post(&gw, MASTER, "/v1/responses", stream("/v1/responses")).await;
+    assert_eq!(status, 200, "{body}");
+    let text: String = events(&body)
+        .iter()
+        .filter(|e| e["type"] == "response.output_text.delta")
+        .filter_map(|e| e["delta"].as_str().map(String::from))
+        .collect();
+    assert_eq!(text, masked);
+    let (status, _, body) = post(&gw, MASTER, "/v1/messages", stream("/v1/messages")).await;
+    assert_eq!(status, 200, "{body}");
+    let text: String = events(&body)
+        .iter()
+        .filter(|e| e["type"] == "content_block_delta")
+        .filter_map(|e| e["delta"]["text"].as_str().map(String::from))
+        .collect();
+    assert_eq!(text, masked);
+    drop(gw);
+
+    // block: the stream ends with a pii_detected error before any byte of a value.
+    let gw = gateway(&fake, "{prompts: 'off', responses: block}", false);
+    let (status, _, body) = post(&gw, MASTER, "/v1/chat/completions", stream("chat")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(!body.contains("bob.smith") && !body.contains("4111"), "{body}");
+    let last = events(&body).pop().unwrap();
+    assert_eq!(last["error"]["type"], "pii_detected", "{body}");
+    assert_eq!(last["error"]["code"], "pii_detected", "{body}");
+    assert!(last["error"]["message"].as_str().unwrap().contains("card"), "{body}");
+    assert!(!body.contains("[DONE]"), "{body}");
+    let (_, _, body) = post(&gw, MASTER, "/v1/responses", stream("/v1/responses")).await;
+    assert!(!body.contains("bob.smith"), "{body}");
+    let failed = events(&body).pop().unwrap();
+    assert_eq!(failed["type"], "response.failed", "{body}");
+    assert_eq!(failed["response"]["error"]["code"], "pii_detected", "{body}");
+    let (_, _, body) = post(&gw, MASTER, "/v1/messages", stream("/v1/messages")).await;
+    assert!(!body.contains("bob.smith"), "{body}");
+    let error = events(&body).pop().unwrap();
+    assert_eq!(error["type"], "error", "{body}");
+    assert_eq!(error["error"]["type"], "invalid_request_error", "{body}");
+}

@@ -6,12 +6,12 @@
 //! It owns no I/O: the pipeline calls it around the cache lookup and the upstream call. Values
 //! never leave this module in errors, logs or metrics: only their kinds do.
 
-use super::{Masker, PiiKind, PiiPolicy, Scanner, StreamRestorer};
+use super::{Masker, PiiKind, PiiPolicy, Scanned, Scanner, StreamRestorer, StreamScanner};
 use crate::stream::Reencoder;
 use crate::wire::ChatRequest;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Metric counting PII values found, by kind and direction (`prompt` or `response`).
@@ -167,32 +167,36 @@ impl PiiGuard {
         })
     }
 
-    /// Scans (and with `mask`, masks) the text of a chat completion's choices; returns the kinds.
-    fn scan_answer(&self, completion: &mut Value, policy: PiiPolicy) -> BTreeSet<PiiKind> {
+    /// Scans (and with `mask`, masks with `masker`) the text of a chat completion's choices;
+    /// returns the kinds.
+    fn scan_answer(
+        &self,
+        completion: &mut Value,
+        policy: PiiPolicy,
+        masker: &mut Masker,
+    ) -> BTreeSet<PiiKind> {
         let mut kinds = BTreeSet::new();
-        let mut masker = Masker::new();
         let Some(choices) = completion.get_mut("choices").and_then(Value::as_array_mut) else {
             return kinds;
+        };
+        let mut scan = |text: &mut String| {
+            if policy == PiiPolicy::Mask {
+                kinds.extend(masker.mask_in_place(&self.scanner, text));
+            } else {
+                kinds.extend(self.scanner.kinds(text));
+            }
         };
         for choice in choices {
             let Some(message) = choice.get_mut("message") else {
                 continue;
             };
             if let Some(Value::String(text)) = message.get_mut("content") {
-                if policy == PiiPolicy::Mask {
-                    kinds.extend(masker.mask_in_place(&self.scanner, text));
-                } else {
-                    kinds.extend(self.scanner.kinds(text));
-                }
+                scan(text);
             }
             if let Some(Value::Array(calls)) = message.get_mut("tool_calls") {
                 for call in calls {
                     if let Some(Value::String(args)) = call.pointer_mut("/function/arguments") {
-                        if policy == PiiPolicy::Mask {
-                            kinds.extend(masker.mask_in_place(&self.scanner, args));
-                        } else {
-                            kinds.extend(self.scanner.kinds(args));
-                        }
+                        scan(args);
                     }
                 }
             }
@@ -223,6 +227,12 @@ impl Guarded {
         names(&self.kinds)
     }
 
+    /// The masker for values the answer brings: it numbers after the prompt's placeholders, so
+    /// an answer's `[EMAIL_2]` is never mistaken for the caller's `[EMAIL_1]` when restoring.
+    fn answer_masker(&self) -> Masker {
+        self.masker.clone().unwrap_or_default()
+    }
+
     /// A complete chat completion on its way to the caller: the answer policy first (on the
     /// upstream's own text, where the caller's values are still placeholders), then the
     /// caller's values restored.
@@ -234,7 +244,8 @@ impl Guarded {
             return Ok(body); // not JSON: nothing we could restore or scan
         };
         if self.responses != PiiPolicy::Off {
-            let found = guard.scan_answer(&mut completion, self.responses);
+            let mut masker = self.answer_masker();
+            let found = guard.scan_answer(&mut completion, self.responses, &mut masker);
             count(&found, "response");
             if self.responses == PiiPolicy::Block && !found.is_empty() {
                 return Err(PiiBlocked {
@@ -249,10 +260,11 @@ impl Guarded {
         Ok(Bytes::from(completion.to_string()))
     }
 
-    /// A streamed chat answer (OpenAI SSE) on its way to the caller: placeholders restored in
-    /// content and tool-call argument deltas, even when split across chunks; with an answer
-    /// policy other than `off`, each choice's text is scanned when it finishes and the kinds
-    /// counted (streamed text has already left, so `mask` and `block` apply to JSON answers).
+    /// A streamed chat answer (OpenAI SSE) on its way to the caller. With `mask` or `block` for
+    /// answers, each choice's text and tool call arguments pass a [`StreamScanner`] that holds
+    /// back a short tail, so a value is masked, or the stream ended with a `pii_detected` error
+    /// event, before any byte of it is sent. Then the caller's placeholders are restored, even
+    /// when split across chunks. With `detect`, each choice's text is scanned when it finishes.
     pub fn answer_stream(
         self,
         guard: std::sync::Arc<PiiGuard>,
@@ -264,12 +276,14 @@ impl Guarded {
         Box::pin(crate::stream::reencode(
             body,
             StreamGuard {
+                answer_masker: self.answer_masker(),
                 guard,
                 masker: self.masker,
-                scan: self.responses != PiiPolicy::Off,
+                responses: self.responses,
                 content: HashMap::new(),
                 args: HashMap::new(),
                 seen: HashMap::new(),
+                counted: BTreeSet::new(),
                 template: None,
                 done: false,
             },
@@ -277,45 +291,116 @@ impl Guarded {
     }
 }
 
-/// Restores and scans one SSE answer chunk by chunk.
+/// One streamed text on its way back (a choice's content or a tool call's arguments): the
+/// answer policy's scan, then the caller's values restored.
+struct Lane {
+    scan: Option<StreamScanner>,
+    restore: Option<StreamRestorer>,
+}
+
+impl Lane {
+    fn push(
+        &mut self,
+        scanner: &Scanner,
+        masker: &mut Masker,
+        found: &mut BTreeSet<PiiKind>,
+        delta: &str,
+    ) -> Scanned {
+        let text = match &mut self.scan {
+            Some(s) => s.push(scanner, masker, delta, found)?,
+            None => delta.to_string(),
+        };
+        Ok(match &mut self.restore {
+            Some(r) => r.push(&text),
+            None => text,
+        })
+    }
+
+    fn finish(
+        &mut self,
+        scanner: &Scanner,
+        masker: &mut Masker,
+        found: &mut BTreeSet<PiiKind>,
+    ) -> Scanned {
+        let text = match &mut self.scan {
+            Some(s) => s.finish(scanner, masker, found)?,
+            None => String::new(),
+        };
+        Ok(match &mut self.restore {
+            Some(r) => r.push(&text) + &r.finish(),
+            None => text,
+        })
+    }
+}
+
+/// Scans, masks and restores one SSE answer chunk by chunk.
 struct StreamGuard {
     guard: std::sync::Arc<PiiGuard>,
+    /// The prompt's placeholders, restored in the answer.
     masker: Option<Masker>,
-    scan: bool,
-    /// Per choice index: the content restorer.
-    content: HashMap<u64, StreamRestorer>,
-    /// Per (choice, tool call index): the arguments restorer.
-    args: HashMap<(u64, u64), StreamRestorer>,
-    /// Per choice: the restored text so far, for the answer scan.
+    /// Placeholders for values the answer brings (`mask`).
+    answer_masker: Masker,
+    responses: PiiPolicy,
+    /// Per choice index: its content.
+    content: HashMap<u64, Lane>,
+    /// Per (choice, tool call index): its arguments.
+    args: HashMap<(u64, u64), Lane>,
+    /// Per choice: the restored text so far, for the `detect` scan.
     seen: HashMap<u64, String>,
+    /// Kinds already counted for this answer (each counts once, as for JSON answers).
+    counted: BTreeSet<PiiKind>,
     /// The last chunk's envelope (id, model, ...), to carry flushed text at the end.
     template: Option<Value>,
     done: bool,
 }
 
+/// Which text of a choice a lane carries.
+#[derive(Clone, Copy)]
+enum LaneOf {
+    Content(u64),
+    Args(u64, u64),
+}
+
 impl StreamGuard {
-    fn restorer(&mut self, choice: u64) -> Option<&mut StreamRestorer> {
-        let m = self.masker.as_ref()?;
-        Some(
-            self.content
-                .entry(choice)
-                .or_insert_with(|| StreamRestorer::new(m)),
-        )
+    /// Pushes `delta` through the lane (made on first use); `finish` also flushes it.
+    fn pass(&mut self, of: LaneOf, delta: &str, finish: bool) -> Scanned {
+        let scan = matches!(self.responses, PiiPolicy::Mask | PiiPolicy::Block)
+            .then(|| StreamScanner::new(self.responses));
+        let masker = self.masker.as_ref();
+        let make = |json: bool| Lane {
+            scan,
+            restore: masker.map(|m| {
+                if json {
+                    StreamRestorer::for_json(m)
+                } else {
+                    StreamRestorer::new(m)
+                }
+            }),
+        };
+        let lane = match of {
+            LaneOf::Content(c) => self.content.entry(c).or_insert_with(|| make(false)),
+            LaneOf::Args(c, i) => self.args.entry((c, i)).or_insert_with(|| make(true)),
+        };
+        let scanner = self.guard.scanner();
+        let mut found = BTreeSet::new();
+        let mut out = lane.push(scanner, &mut self.answer_masker, &mut found, delta);
+        if finish {
+            out = out.and_then(|mut s| {
+                s.push_str(&lane.finish(scanner, &mut self.answer_masker, &mut found)?);
+                Ok(s)
+            });
+        }
+        let fresh: BTreeSet<PiiKind> = found.difference(&self.counted).cloned().collect();
+        count(&fresh, "response");
+        self.counted.extend(fresh);
+        out
     }
 
-    fn args_restorer(&mut self, choice: u64, call: u64) -> Option<&mut StreamRestorer> {
-        let m = self.masker.as_ref()?;
-        Some(
-            self.args
-                .entry((choice, call))
-                .or_insert_with(|| StreamRestorer::for_json(m)),
-        )
-    }
-
-    /// Restores the deltas of one chunk in place; `finish` flushes a choice that finishes here.
-    fn restore_chunk(&mut self, chunk: &mut Value) {
+    /// Scans, masks and restores the deltas of one chunk in place; a choice that finishes here
+    /// gets whatever its lanes held back.
+    fn guard_chunk(&mut self, chunk: &mut Value) -> Result<(), BTreeSet<PiiKind>> {
         let Some(choices) = chunk.get_mut("choices").and_then(Value::as_array_mut) else {
-            return;
+            return Ok(());
         };
         for choice in choices {
             let index = choice.get("index").and_then(Value::as_u64).unwrap_or(0);
@@ -323,62 +408,55 @@ impl StreamGuard {
             let Some(delta) = choice.get_mut("delta") else {
                 continue;
             };
-            if let Some(Value::String(text)) = delta.get_mut("content") {
-                if let Some(r) = self.restorer(index) {
-                    *text = r.push(text);
+            let text = delta.get("content").and_then(Value::as_str);
+            if text.is_some() || (finishing && self.content.contains_key(&index)) {
+                let out = self.pass(LaneOf::Content(index), text.unwrap_or(""), finishing)?;
+                if self.responses == PiiPolicy::Detect {
+                    self.seen.entry(index).or_default().push_str(&out);
                 }
-            }
-            if finishing {
-                if let Some(rest) = self.content.get_mut(&index).map(StreamRestorer::finish) {
-                    if !rest.is_empty() {
-                        let mut text = delta
-                            .get("content")
-                            .and_then(Value::as_str)
-                            .unwrap_or_default()
-                            .to_string();
-                        text.push_str(&rest);
-                        delta["content"] = Value::String(text);
-                    }
-                }
-            }
-            if let Some(text) = delta.get("content").and_then(Value::as_str) {
-                if self.scan {
-                    self.seen.entry(index).or_default().push_str(text);
+                if text.is_some() || !out.is_empty() {
+                    delta["content"] = Value::String(out);
                 }
             }
             if let Some(Value::Array(calls)) = delta.get_mut("tool_calls") {
                 for call in calls {
                     let ci = call.get("index").and_then(Value::as_u64).unwrap_or(0);
                     if let Some(Value::String(args)) = call.pointer_mut("/function/arguments") {
-                        if let Some(r) = self.args_restorer(index, ci) {
-                            *args = r.push(args);
-                        }
+                        *args = self.pass(LaneOf::Args(index, ci), args, false)?;
                     }
                 }
             }
             if finishing {
                 // Held-back argument text goes out with the finishing chunk.
-                let held: Vec<(u64, String)> = self
+                let mut open: Vec<u64> = self
                     .args
-                    .iter_mut()
-                    .filter(|((c, _), _)| *c == index)
-                    .map(|((_, call), r)| (*call, r.finish()))
-                    .filter(|(_, s)| !s.is_empty())
+                    .keys()
+                    .filter(|(c, _)| *c == index)
+                    .map(|(_, i)| *i)
                     .collect();
-                if !held.is_empty() {
-                    let calls: Vec<Value> = held
-                        .into_iter()
-                        .map(|(call, s)| {
-                            serde_json::json!({"index": call, "function": {"arguments": s}})
-                        })
-                        .collect();
-                    delta["tool_calls"] = Value::Array(calls);
+                open.sort_unstable();
+                let mut held = Vec::new();
+                for call in open {
+                    let rest = self.pass(LaneOf::Args(index, call), "", true)?;
+                    self.args.remove(&(index, call));
+                    if !rest.is_empty() {
+                        held.push(json!({"index": call, "function": {"arguments": rest}}));
+                    }
                 }
+                if !held.is_empty() {
+                    match delta.get_mut("tool_calls") {
+                        Some(Value::Array(calls)) => calls.extend(held),
+                        _ => delta["tool_calls"] = Value::Array(held),
+                    }
+                }
+                self.content.remove(&index);
                 self.scan_choice(index);
             }
         }
+        Ok(())
     }
 
+    /// The `detect` policy: scans a finished choice's text and counts its kinds.
     fn scan_choice(&mut self, index: u64) {
         if let Some(text) = self.seen.remove(&index) {
             let found = self.guard.scanner.kinds(&text);
@@ -386,31 +464,51 @@ impl StreamGuard {
         }
     }
 
-    /// A chunk carrying whatever is still held back (a stream that ended without finishing).
-    fn flush(&mut self) -> Option<Bytes> {
+    /// A chunk carrying whatever is still held back (the end of a stream whose choices did not
+    /// all finish), or the error that ends a blocked answer.
+    fn flush(&mut self) -> Vec<Bytes> {
         let mut deltas = Vec::new();
-        let held: Vec<(u64, String)> = self
-            .content
-            .iter_mut()
-            .map(|(i, r)| (*i, r.finish()))
-            .filter(|(_, s)| !s.is_empty())
-            .collect();
-        for (index, text) in held {
-            deltas.push(serde_json::json!({"index": index, "delta": {"content": text}, "finish_reason": null}));
+        let mut open: Vec<u64> = self.content.keys().copied().collect();
+        open.sort_unstable();
+        for index in open {
+            match self.pass(LaneOf::Content(index), "", true) {
+                Ok(text) if !text.is_empty() => {
+                    deltas.push(json!({"index": index, "delta": {"content": text}, "finish_reason": null}));
+                }
+                Ok(_) => {}
+                Err(kinds) => return self.blocked(&kinds),
+            }
+            self.content.remove(&index);
         }
         let pending: Vec<u64> = self.seen.keys().copied().collect();
         for i in pending {
             self.scan_choice(i);
         }
         if deltas.is_empty() {
-            return None;
+            return Vec::new();
         }
         let mut chunk = self
             .template
             .clone()
-            .unwrap_or_else(|| serde_json::json!({"object": "chat.completion.chunk"}));
+            .unwrap_or_else(|| json!({"object": "chat.completion.chunk"}));
         chunk["choices"] = Value::Array(deltas);
-        Some(frame(&chunk))
+        vec![frame(&chunk)]
+    }
+
+    /// The error event that ends an answer the `block` policy stopped: kinds only, never values.
+    fn blocked(&mut self, kinds: &BTreeSet<PiiKind>) -> Vec<Bytes> {
+        self.done = true;
+        let b = PiiBlocked {
+            direction: "response",
+            kinds: names(kinds),
+        };
+        let error = json!({"error": {
+            "message": b.to_string(),
+            "type": "pii_detected",
+            "param": null,
+            "code": "pii_detected",
+        }});
+        vec![frame(&error)]
     }
 }
 
@@ -420,10 +518,15 @@ fn frame(v: &Value) -> Bytes {
 
 impl Reencoder for StreamGuard {
     fn on_data(&mut self, data: &str) -> Vec<Bytes> {
+        if self.done {
+            return Vec::new();
+        }
         if data.trim() == "[DONE]" {
-            self.done = true;
-            let mut out: Vec<Bytes> = self.flush().into_iter().collect();
-            out.push(Bytes::from_static(b"data: [DONE]\n\n"));
+            let mut out = self.flush();
+            if !self.done {
+                self.done = true;
+                out.push(Bytes::from_static(b"data: [DONE]\n\n"));
+            }
             return out;
         }
         let Ok(mut chunk) = serde_json::from_str::<Value>(data) else {
@@ -437,8 +540,10 @@ impl Reencoder for StreamGuard {
             }
             self.template = Some(envelope);
         }
-        self.restore_chunk(&mut chunk);
-        vec![frame(&chunk)]
+        match self.guard_chunk(&mut chunk) {
+            Ok(()) => vec![frame(&chunk)],
+            Err(kinds) => self.blocked(&kinds),
+        }
     }
 
     fn is_done(&self) -> bool {
@@ -446,7 +551,7 @@ impl Reencoder for StreamGuard {
     }
 
     fn truncated(&mut self) -> Vec<Bytes> {
-        self.flush().into_iter().collect()
+        self.flush()
     }
 }
 
@@ -567,6 +672,23 @@ mod tests {
         assert_eq!(
             (e.direction, e.kinds.clone()),
             ("response", vec!["email".to_string()])
+        );
+    }
+
+    #[test]
+    fn values_the_answer_brings_are_numbered_after_the_callers() {
+        let g = guard(PiiPolicy::Mask, PiiPolicy::Mask);
+        let mut req = request("I am jane@example.com");
+        let guarded = g.guard_request(&mut req, g.policies(None, "g")).unwrap();
+        let answer = json!({"choices": [{"index": 0, "message": {"role": "assistant",
+            "content": "Hi [EMAIL_1], write to bob@corp.example"}, "finish_reason": "stop"}]});
+        let out = guarded
+            .answer_json(&g, Bytes::from(answer.to_string()))
+            .unwrap();
+        let out: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            out["choices"][0]["message"]["content"],
+            "Hi jane@example.com, write to [EMAIL_2]"
         );
     }
 

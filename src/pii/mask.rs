@@ -5,7 +5,7 @@
 //! placeholder within a request, so two requests that differ only in the values mask to the same
 //! text (the semantic cache keys on the masked text).
 
-use super::detect::{PiiKind, Scanner};
+use super::detect::{Finding, PiiKind, Scanner};
 use crate::wire::{ChatRequest, Content};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -107,22 +107,34 @@ impl Masker {
     /// Masks `text` in place; returns the kinds found in it.
     pub fn mask_in_place(&mut self, scanner: &Scanner, text: &mut String) -> BTreeSet<PiiKind> {
         let findings = scanner.scan(text);
-        let mut kinds = BTreeSet::new();
         if findings.is_empty() {
-            return kinds;
+            return BTreeSet::new();
         }
-        let mut out = String::with_capacity(text.len());
-        let mut at = 0;
-        for f in findings {
-            out.push_str(text.get(at..f.start).unwrap_or(""));
+        let kinds = findings.iter().map(|f| f.kind.clone()).collect();
+        *text = self.replace(text, 0, text.len(), &findings);
+        kinds
+    }
+
+    /// `text[from..to]` with the given findings (sorted, non-overlapping, offsets into `text`)
+    /// replaced by their placeholders; a finding that starts before `from` (its head already
+    /// went out in a stream) has the rest of it replaced.
+    pub(crate) fn replace(
+        &mut self,
+        text: &str,
+        from: usize,
+        to: usize,
+        findings: &[Finding],
+    ) -> String {
+        let mut out = String::with_capacity(to.saturating_sub(from));
+        let mut at = from;
+        for f in findings.iter().filter(|f| f.end > from && f.start < to) {
+            out.push_str(text.get(at..f.start.max(at)).unwrap_or(""));
             let placeholder = self.placeholder(&f.kind, f.value(text));
             out.push_str(&placeholder);
-            at = f.end;
-            kinds.insert(f.kind);
+            at = f.end.min(to);
         }
-        out.push_str(text.get(at..).unwrap_or(""));
-        *text = out;
-        kinds
+        out.push_str(text.get(at..to).unwrap_or(""));
+        out
     }
 
     fn placeholder(&mut self, kind: &PiiKind, value: &str) -> String {

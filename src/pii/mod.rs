@@ -45,4 +45,4 @@ pub use guard::{
     Guarded, PiiBlocked, PiiConfig, PiiGuard, PiiOverride, Policies, PII_DETECTIONS_TOTAL,
 };
 pub use mask::Masker;
-pub use stream::StreamRestorer;
+pub use stream::{Scanned, StreamRestorer, StreamScanner};

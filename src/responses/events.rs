@@ -437,6 +437,8 @@ impl EventEncoder {
                 || e.get("type").and_then(Value::as_str) == Some("rate_limit_error");
             let code = if limited {
                 "rate_limit_exceeded"
+            } else if e.get("code").and_then(Value::as_str) == Some("pii_detected") {
+                "pii_detected" // the answer policy stopped it: the caller's concern, not ours
             } else {
                 "server_error"
             };

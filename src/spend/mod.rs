@@ -5,9 +5,14 @@
 //! Owns the `spend` column family. Limits (requests and tokens per minute) live in `limits`.
 //!
 //! - **Rollups** are rows `(day, dimension, id) -> totals`. Requests add to an in-memory batch
-//!   that a background thread writes every [`FLUSH_EVERY`] (and once more at shutdown), so a
-//!   crash of the process loses at most that much spend. Reports read the store and the
-//!   unwritten batch together, so they are always current.
+//!   that a background thread folds into the rows every [`FLUSH_EVERY`] (and once more at
+//!   shutdown). Reports read the store and the unwritten batch together, so they are always
+//!   current.
+//! - **Durability**: before [`Spend::record`] returns, the request's own delta (its totals, rows
+//!   and budget windows) is one small RocksDB write (WAL, no fsync: it survives `kill -9` of the
+//!   process). A flush writes the folded rows and windows and deletes the deltas it folded in one
+//!   atomic batch; at start-up, deltas a crash left behind are folded in, rollups and budget
+//!   windows alike, so no acknowledged spend is lost or counted twice.
 //! - **Budgets** are fixed, consecutive windows of `budget_duration` from an origin: a key's
 //!   creation time for key budgets; the Unix epoch for user and global budgets (so `1d` is the
 //!   UTC day and `1h` the UTC hour). Without a duration a budget never resets. A request is
@@ -31,11 +36,11 @@ use crate::pricing::Price;
 use crate::store::{Cf, Store, StoreError};
 use crate::wire::Usage;
 use alerts::Alerter;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -54,6 +59,9 @@ const MAX_WINDOWS_IN_MEMORY: usize = 100_000;
 const ROLLUP: &[u8] = b"r\0";
 /// Key prefix of budget windows: `b\0SCOPE\0START\0ID`.
 const BUDGET: &[u8] = b"b\0";
+/// Key prefix of per-request deltas not yet folded into rollups and windows: `d\0SEQ`
+/// (big-endian u64, so they sort in order).
+const DELTA: &[u8] = b"d\0";
 
 /// Why spend could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -301,6 +309,42 @@ struct BudgetWindow {
     loaded: bool,
 }
 
+/// One request's spend as written before [`Spend::record`] returns: what a crash must not lose.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Delta {
+    /// UTC day of the rollup rows.
+    day: String,
+    /// Key id.
+    key: String,
+    /// End user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    user: Option<String>,
+    /// Model group.
+    group: String,
+    /// What the request adds to each of its rows.
+    totals: Totals,
+    /// USD charged to budget windows.
+    #[serde(default)]
+    usd: f64,
+    /// The windows charged: `(scope, start, id)`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    windows: Vec<(String, u64, String)>,
+}
+
+impl Delta {
+    /// The rollup rows it adds to.
+    fn rows(&self) -> Vec<Vec<u8>> {
+        let mut rows = Vec::with_capacity(4);
+        rows.push(rollup_key(&self.day, "all", ""));
+        rows.push(rollup_key(&self.day, "key", &self.key));
+        if let Some(u) = &self.user {
+            rows.push(rollup_key(&self.day, "user", u));
+        }
+        rows.push(rollup_key(&self.day, "model", &self.group));
+        rows
+    }
+}
+
 /// A budget that applies to a payer, with where its windows start.
 #[derive(Debug, Clone)]
 struct Applicable {
@@ -336,6 +380,13 @@ pub struct Spend {
     /// Held while a flush moves `pending` into the store, and by reports, so a report never sees
     /// a delta in neither place.
     flushing: Mutex<()>,
+    /// Shared by each `record` while it writes its delta and adds it to `pending` and the
+    /// windows; taken exclusively by a flush to cut: deltas below `next_seq` are in what it takes.
+    cut: RwLock<()>,
+    /// Sequence number of the next delta.
+    next_seq: AtomicU64,
+    /// Deltas below this are folded (and deleted); a flush deletes `folded_upto..cut`.
+    folded_upto: AtomicU64,
 }
 
 impl Spend {
@@ -353,7 +404,7 @@ impl Spend {
                 hit_prices.entry(d.model_group.clone()).or_insert(p);
             }
         }
-        Arc::new(Self {
+        let spend = Self {
             store,
             clock,
             budgets,
@@ -362,7 +413,90 @@ impl Spend {
             pending: Mutex::new(HashMap::new()),
             windows: Mutex::new(HashMap::new()),
             flushing: Mutex::new(()),
-        })
+            cut: RwLock::new(()),
+            next_seq: AtomicU64::new(0),
+            folded_upto: AtomicU64::new(0),
+        };
+        let next = spend.recover();
+        spend.next_seq.store(next, Ordering::Relaxed);
+        spend.folded_upto.store(next, Ordering::Relaxed);
+        Arc::new(spend)
+    }
+
+    /// Folds the deltas a crash left in the store into rollups and budget windows, deleting
+    /// them in the same batch; returns the sequence number to continue from (past any delta
+    /// still there, e.g. when folding failed, so none is overwritten: the next start retries).
+    fn recover(&self) -> u64 {
+        let mut keys = Vec::new();
+        let mut rows: HashMap<Vec<u8>, Totals> = HashMap::new();
+        let mut windows: HashMap<Vec<u8>, f64> = HashMap::new();
+        let mut next = 0u64;
+        let scanned: Result<(), SpendError> = (|| {
+            for item in self.store.iter_from(Cf::Spend, DELTA)? {
+                let (key, value) = item?;
+                let Some(seq) = key.strip_prefix(DELTA) else {
+                    break;
+                };
+                let Ok(seq) = <[u8; 8]>::try_from(seq) else {
+                    tracing::warn!(key = %printable(&key), "skipping a spend delta with a bad key");
+                    continue;
+                };
+                next = next.max(u64::from_be_bytes(seq).saturating_add(1));
+                let d = match decode::<Delta>(&value, "delta") {
+                    Ok(d) => d,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "skipping an unreadable spend delta");
+                        continue;
+                    }
+                };
+                for row in d.rows() {
+                    rows.entry(row).or_default().add(&d.totals);
+                }
+                if d.usd > 0.0 {
+                    for (scope, start, id) in &d.windows {
+                        *windows.entry(budget_key_of(scope, *start, id)).or_default() += d.usd;
+                    }
+                }
+                keys.push(key.into_vec());
+            }
+            Ok(())
+        })();
+        if let Err(e) = scanned {
+            tracing::warn!(error = %e, "cannot read spend deltas left by a crash; they stay for the next start");
+            return next;
+        }
+        if keys.is_empty() {
+            return next;
+        }
+        let folded = (|| {
+            let mut puts = Vec::with_capacity(rows.len() + windows.len());
+            for (key, delta) in &rows {
+                puts.push((key.clone(), self.added_row(key, delta)?));
+            }
+            for (key, usd) in windows {
+                let mut w = match self.store.get(Cf::Spend, &key)? {
+                    Some(v) => decode::<BudgetWindow>(&v, "budget")?,
+                    None => BudgetWindow::default(),
+                };
+                w.spend += usd;
+                let v = encode(&w, &key)?;
+                puts.push((key, v));
+            }
+            Ok::<_, SpendError>(self.store.write_batch(Cf::Spend, &puts, &keys)?)
+        })();
+        match folded {
+            Ok(()) => {
+                tracing::info!(
+                    deltas = keys.len(),
+                    "folded spend left unflushed by an unclean shutdown"
+                );
+                next
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot fold spend deltas left by a crash; they stay for the next start");
+                next
+            }
+        }
     }
 
     fn now(&self) -> u64 {
@@ -507,7 +641,8 @@ impl Spend {
     }
 
     /// Records what a request cost: rollups for its day, key, user and group, its budgets, and
-    /// any alert it triggers.
+    /// any alert it triggers. Durable against a crash of the process when it returns (see the
+    /// module doc); a store failure is logged and the spend kept in memory until the next flush.
     pub fn record(&self, payer: &Payer, c: &Charge<'_>) {
         let now = self.now();
         let mut t = Totals {
@@ -526,40 +661,77 @@ impl Spend {
             t.prompt_tokens = c.usage.prompt_tokens;
             t.completion_tokens = c.usage.completion_tokens;
         }
-        let today = day(now);
-        {
-            let mut pending = self.pending.lock();
-            let mut add = |dim: &str, id: &str| {
-                pending
-                    .entry(rollup_key(&today, dim, id))
-                    .or_default()
-                    .add(&t);
-            };
-            add("all", "");
-            add("key", &payer.key_id);
-            if let Some(u) = &payer.user {
-                add("user", u);
+        let usd = if t.spend_usd > 0.0 {
+            t.spend_usd
+        } else if t.saved_usd > 0.0 && self.budgets.count_cache_hits {
+            t.saved_usd
+        } else {
+            0.0
+        };
+        let budgets = if usd > 0.0 {
+            self.applicable(payer)
+        } else {
+            Vec::new()
+        };
+        let delta = Delta {
+            day: day(now),
+            key: payer.key_id.clone(),
+            user: payer.user.clone(),
+            group: c.group.to_string(),
+            totals: t,
+            usd,
+            windows: budgets
+                .iter()
+                .map(|a| {
+                    let (start, _) = window_of(a.origin, a.budget.duration_secs, now);
+                    (a.id.scope.as_str().to_string(), start, a.id.id.clone())
+                })
+                .collect(),
+        };
+        let raised = {
+            let _in_cut = self.cut.read();
+            let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+            let written = serde_json::to_vec(&delta)
+                .map_err(|e| SpendError::Corrupt {
+                    key: "delta".into(),
+                    detail: e.to_string(),
+                })
+                .and_then(|v| Ok(self.store.put(Cf::Spend, &delta_key(seq), &v)?));
+            if let Err(e) = written {
+                tracing::warn!(error = %e, "cannot write a request's spend; kept in memory until the next flush");
             }
-            add("model", c.group);
-        }
+            {
+                let mut pending = self.pending.lock();
+                for row in delta.rows() {
+                    pending.entry(row).or_default().add(&t);
+                }
+            }
+            if usd > 0.0 {
+                self.charge_budgets(payer, &budgets, usd, now)
+            } else {
+                Vec::new()
+            }
+        };
         if t.spend_usd > 0.0 {
             metrics::gauge!(SPEND_USD, "model_group" => c.group.to_string()).increment(t.spend_usd);
-            self.charge_budgets(payer, t.spend_usd, now);
-        } else if t.saved_usd > 0.0 && self.budgets.count_cache_hits {
-            self.charge_budgets(payer, t.saved_usd, now);
+        }
+        for alert in raised {
+            self.alerter.raise(alert);
         }
     }
 
-    /// Adds a cost to the payer's budget windows and raises the alerts it crosses.
-    fn charge_budgets(&self, payer: &Payer, usd: f64, now: u64) {
-        let budgets = self.applicable(payer);
-        if budgets.is_empty() {
-            return;
-        }
+    /// Adds a cost to the payer's budget windows; returns the alerts it crosses, to raise.
+    fn charge_budgets(
+        &self,
+        payer: &Payer,
+        budgets: &[Applicable],
+        usd: f64,
+        now: u64,
+    ) -> Vec<BudgetAlert> {
         let mut raised = Vec::new();
         {
             let mut map = self.windows.lock();
-            for a in &budgets {
+            for a in budgets {
                 let w = self.window(&mut map, a, now);
                 let before = w.spend;
                 w.spend += usd;
@@ -590,9 +762,7 @@ impl Spend {
                 }
             }
         }
-        for alert in raised {
-            self.alerter.raise(alert);
-        }
+        raised
     }
 
     /// The last alerts raised (at most 100), oldest first.
@@ -615,75 +785,87 @@ impl Spend {
             .map_or(0.0, |a| self.window(&mut map, a, now).spend)
     }
 
-    /// Writes unwritten rollups and changed budget windows to the store. On failure the
-    /// unwritten part stays queued for the next flush.
+    /// Writes unwritten rollups and changed budget windows to the store, and deletes the
+    /// per-request deltas they fold, in one atomic batch. On failure everything stays queued
+    /// for the next flush.
     pub fn flush(&self) -> Result<(), SpendError> {
         let _only_one = self.flushing.lock();
-        let deltas = std::mem::take(&mut *self.pending.lock());
-        let windows: Vec<(BudgetId, BudgetWindow)> = {
-            let mut map = self.windows.lock();
-            if map.len() > MAX_WINDOWS_IN_MEMORY {
-                // Every end user with a budget has a window: keep memory bounded.
-                map.retain(|_, w| w.dirty);
-            }
-            map.iter_mut()
-                .filter(|(_, w)| w.dirty)
-                .map(|(id, w)| {
-                    w.dirty = false;
-                    (id.clone(), *w)
-                })
-                .collect()
-        };
-        let mut rest = deltas.into_iter();
-        let mut result = Ok(());
-        for (key, delta) in rest.by_ref() {
-            if let Err(e) = self.add_row(&key, &delta) {
-                self.pending.lock().entry(key).or_default().add(&delta);
-                result = Err(e);
-                break;
-            }
-        }
-        if result.is_err() {
-            let mut pending = self.pending.lock();
-            for (key, delta) in rest {
-                pending.entry(key).or_default().add(&delta);
-            }
-        }
-        for (id, w) in windows {
-            let key = budget_key(&id, w.start);
-            let written = serde_json::to_vec(&w)
-                .map_err(|e| SpendError::Corrupt {
-                    key: printable(&key),
-                    detail: e.to_string(),
-                })
-                .and_then(|v| Ok(self.store.put(Cf::Spend, &key, &v)?));
-            if let Err(e) = written {
-                // The in-memory window stays authoritative; mark it for the next flush.
-                if let Some(m) = self
-                    .windows
-                    .lock()
-                    .get_mut(&id)
-                    .filter(|m| m.start == w.start)
-                {
-                    m.dirty = true;
+        let (deltas, windows, upto) = {
+            let _cut = self.cut.write();
+            let deltas = std::mem::take(&mut *self.pending.lock());
+            let windows: Vec<(BudgetId, BudgetWindow)> = {
+                let mut map = self.windows.lock();
+                if map.len() > MAX_WINDOWS_IN_MEMORY {
+                    // Every end user with a budget has a window: keep memory bounded.
+                    map.retain(|_, w| w.dirty);
                 }
-                result = Err(e);
+                map.iter_mut()
+                    .filter(|(_, w)| w.dirty)
+                    .map(|(id, w)| {
+                        w.dirty = false;
+                        (id.clone(), *w)
+                    })
+                    .collect()
+            };
+            (deltas, windows, self.next_seq.load(Ordering::Relaxed))
+        };
+        let from = self.folded_upto.load(Ordering::Relaxed);
+        if deltas.is_empty() && windows.is_empty() && from == upto {
+            return Ok(());
+        }
+        match self.write_folded(&deltas, &windows, from, upto) {
+            Ok(()) => {
+                self.folded_upto.store(upto, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => {
+                {
+                    let mut pending = self.pending.lock();
+                    for (key, delta) in deltas {
+                        pending.entry(key).or_default().add(&delta);
+                    }
+                }
+                let mut map = self.windows.lock();
+                for (id, w) in windows {
+                    // The in-memory window stays authoritative; mark it for the next flush.
+                    if let Some(m) = map.get_mut(&id).filter(|m| m.start == w.start) {
+                        m.dirty = true;
+                    }
+                }
+                Err(e)
             }
         }
-        result
     }
 
-    fn add_row(&self, key: &[u8], delta: &Totals) -> Result<(), SpendError> {
+    /// One batch: rows plus their deltas, windows as they are, deltas `from..upto` deleted.
+    fn write_folded(
+        &self,
+        deltas: &HashMap<Vec<u8>, Totals>,
+        windows: &[(BudgetId, BudgetWindow)],
+        from: u64,
+        upto: u64,
+    ) -> Result<(), SpendError> {
+        let mut puts = Vec::with_capacity(deltas.len() + windows.len());
+        for (key, delta) in deltas {
+            puts.push((key.clone(), self.added_row(key, delta)?));
+        }
+        for (id, w) in windows {
+            let key = budget_key(id, w.start);
+            let v = encode(w, &key)?;
+            puts.push((key, v));
+        }
+        let deletes: Vec<Vec<u8>> = (from..upto).map(delta_key).collect();
+        Ok(self.store.write_batch(Cf::Spend, &puts, &deletes)?)
+    }
+
+    /// The encoded row `key` once `delta` is added to what the store holds.
+    fn added_row(&self, key: &[u8], delta: &Totals) -> Result<Vec<u8>, SpendError> {
         let mut row = match self.store.get(Cf::Spend, key)? {
             Some(v) => decode::<Totals>(&v, "rollup")?,
             None => Totals::default(),
         };
         row.add(delta);
-        let v = serde_json::to_vec(&row).map_err(|e| SpendError::Corrupt {
-            key: printable(key),
-            detail: e.to_string(),
-        })?;
-        Ok(self.store.put(Cf::Spend, key, &v)?)
+        encode(&row, key)
     }
 
     /// Totals per key, user, model group or day for the days `from..=to` (`YYYY-MM-DD`),
@@ -803,13 +985,31 @@ fn parse_rollup_key(key: &[u8]) -> Option<(&str, &str, &str)> {
 }
 
 fn budget_key(id: &BudgetId, start: u64) -> Vec<u8> {
+    budget_key_of(id.scope.as_str(), start, &id.id)
+}
+
+fn budget_key_of(scope: &str, start: u64, id: &str) -> Vec<u8> {
     let mut k = BUDGET.to_vec();
-    k.extend_from_slice(id.scope.as_str().as_bytes());
+    k.extend_from_slice(scope.as_bytes());
     k.push(0);
     k.extend_from_slice(&start.to_be_bytes());
     k.push(0);
-    k.extend_from_slice(id.id.as_bytes());
+    k.extend_from_slice(id.as_bytes());
     k
+}
+
+fn delta_key(seq: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(DELTA.len() + 8);
+    k.extend_from_slice(DELTA);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn encode<T: Serialize>(value: &T, key: &[u8]) -> Result<Vec<u8>, SpendError> {
+    serde_json::to_vec(value).map_err(|e| SpendError::Corrupt {
+        key: printable(key),
+        detail: e.to_string(),
+    })
 }
 
 fn printable(key: &[u8]) -> String {

@@ -367,3 +367,177 @@ fn group_by_names() {
     }
     assert_eq!(GroupBy::parse("team"), None);
 }
+
+/// Drops the ledger and its store without the final flush (what `kill -9` skips) and opens both
+/// again from the same directory.
+fn crash_and_reopen(
+    spend: Arc<Spend>,
+    dir: &std::path::Path,
+    clock: &Arc<ManualClock>,
+    budgets: BudgetsConfig,
+) -> Arc<Spend> {
+    assert_eq!(Arc::strong_count(&spend), 1, "no flusher or other holder");
+    drop(spend);
+    let store = Arc::new(Store::open(dir).unwrap());
+    Spend::new(
+        store,
+        clock.clone(),
+        budgets,
+        AlertsConfig::default(),
+        &deployments(),
+    )
+}
+
+fn deltas_left(spend: &Spend) -> usize {
+    spend
+        .store
+        .iter_from(Cf::Spend, DELTA)
+        .unwrap()
+        .map(|r| r.unwrap().0)
+        .take_while(|k| k.starts_with(DELTA))
+        .count()
+}
+
+fn key_totals(spend: &Spend) -> Totals {
+    let rows = spend
+        .report(GroupBy::Key, "2026-11-25", "2026-11-25")
+        .unwrap();
+    rows.iter()
+        .find(|r| r.group == "key_1")
+        .map(|r| r.totals)
+        .unwrap_or_default()
+}
+
+fn hit(spend: &Spend, p: &Payer) {
+    spend.record(
+        p,
+        &Charge {
+            group: "g",
+            usage: usage(100, 50),
+            cost_usd: 0.0,
+            cache_hit: true,
+        },
+    );
+}
+
+#[test]
+fn recorded_spend_survives_a_crash_before_any_flush() {
+    let Fixture { spend, clock, dir } = fixture(BudgetsConfig::default());
+    let k = key(Some(10.0), Some(3_600), 0);
+    let p = payer(Some(k.clone()), Some("alice"));
+    for usd in [0.25, 0.5] {
+        spend.record(
+            &p,
+            &Charge {
+                group: "g",
+                usage: usage(10, 5),
+                cost_usd: usd,
+                cache_hit: false,
+            },
+        );
+    }
+    hit(&spend, &p);
+    assert_eq!(
+        deltas_left(&spend),
+        3,
+        "each record is written before it returns"
+    );
+
+    let again = crash_and_reopen(spend, dir.path(), &clock, BudgetsConfig::default());
+    assert_eq!(
+        deltas_left(&again),
+        0,
+        "start-up folds and deletes the deltas"
+    );
+    let t = key_totals(&again);
+    assert_eq!(t.requests, 3);
+    assert_eq!(t.cache_hits, 1);
+    assert_eq!(t.prompt_tokens, 20);
+    assert_eq!(t.saved_tokens, 150);
+    assert!((t.spend_usd - 0.75).abs() < 1e-9);
+    let users = again
+        .report(GroupBy::User, "2026-11-25", "2026-11-25")
+        .unwrap();
+    assert_eq!(users.len(), 1);
+    assert_eq!(users[0].group, "alice");
+    assert_eq!(users[0].totals.requests, 3);
+    assert!((again.key_window_spend(&k) - 0.75).abs() < 1e-9);
+}
+
+#[test]
+fn a_crash_after_a_flush_loses_nothing_and_counts_nothing_twice() {
+    let budgets = BudgetsConfig {
+        global: Some(Budget {
+            max_budget: 100.0,
+            duration_secs: Some(86_400),
+        }),
+        ..BudgetsConfig::default()
+    };
+    let Fixture { spend, clock, dir } = fixture(budgets.clone());
+    let k = key(Some(10.0), None, 0);
+    let p = payer(Some(k.clone()), None);
+    let pay_to = |s: &Spend, usd: f64| {
+        s.record(
+            &p,
+            &Charge {
+                group: "g",
+                usage: usage(10, 5),
+                cost_usd: usd,
+                cache_hit: false,
+            },
+        )
+    };
+    pay_to(&spend, 1.0);
+    pay_to(&spend, 2.0);
+    spend.flush().unwrap();
+    assert_eq!(deltas_left(&spend), 0, "a flush deletes what it folded");
+    pay_to(&spend, 4.0);
+    hit(&spend, &p);
+
+    let again = crash_and_reopen(spend, dir.path(), &clock, budgets.clone());
+    let t = key_totals(&again);
+    assert_eq!(t.requests, 4);
+    assert!((t.spend_usd - 7.0).abs() < 1e-9);
+    assert!((again.key_window_spend(&k) - 7.0).abs() < 1e-9);
+
+    // More spend, a flush that is not the last, a second crash, and a clean restart.
+    pay_to(&again, 0.5);
+    again.flush().unwrap();
+    pay_to(&again, 0.25);
+    let third = crash_and_reopen(again, dir.path(), &clock, budgets.clone());
+    let fourth = crash_and_reopen(third, dir.path(), &clock, budgets.clone());
+    let t = key_totals(&fourth);
+    assert_eq!(t.requests, 6);
+    assert!((t.spend_usd - 7.75).abs() < 1e-9);
+    assert!((fourth.key_window_spend(&k) - 7.75).abs() < 1e-9);
+    // The global window was rebuilt from the deltas too: 92.25 of 100 left, so 93 more refuses.
+    assert!(fourth.check_with(&p, 93.0).is_err());
+    assert!(fourth.check_with(&p, 2.0).is_ok());
+    let models = fourth
+        .report(GroupBy::Day, "2026-11-25", "2026-11-25")
+        .unwrap();
+    assert_eq!(models[0].totals.requests, 6);
+}
+
+#[test]
+fn a_budget_spent_before_a_crash_still_refuses_after_it() {
+    let Fixture { spend, clock, dir } = fixture(BudgetsConfig::default());
+    let k = key(Some(1.0), Some(3_600), 0);
+    let p = payer(Some(k.clone()), None);
+    spend.record(
+        &p,
+        &Charge {
+            group: "g",
+            usage: usage(10, 5),
+            cost_usd: 1.0,
+            cache_hit: false,
+        },
+    );
+    assert!(spend.check(&p).is_err());
+    let again = crash_and_reopen(spend, dir.path(), &clock, BudgetsConfig::default());
+    let refused = again.check(&p).unwrap_err();
+    assert!((refused.spend - 1.0).abs() < 1e-9);
+    // The next window starts from zero.
+    clock.advance(3_600 * 1_000);
+    assert!(again.check(&p).is_ok());
+}

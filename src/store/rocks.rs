@@ -295,6 +295,26 @@ impl Store {
         Ok(self.db.delete_cf_opt(self.cf(cf)?, key, &self.write_opts)?)
     }
 
+    /// Writes `puts` and `deletes` to one column family atomically: after a crash either all of
+    /// them are there or none (values sealed, for sealed families).
+    pub fn write_batch(
+        &self,
+        cf: Cf,
+        puts: &[(Vec<u8>, Vec<u8>)],
+        deletes: &[Vec<u8>],
+    ) -> Result<(), StoreError> {
+        let handle = self.cf(cf)?;
+        let mut batch = WriteBatch::default();
+        for (key, value) in puts {
+            batch.put_cf(handle, key, self.seal(cf, key, value)?);
+        }
+        for key in deletes {
+            batch.delete_cf(handle, key);
+        }
+        let _shared = cf.is_sealed().then(|| self.sealed_writes.read());
+        Ok(self.db.write_opt(batch, &self.write_opts)?)
+    }
+
     /// Records of one column family with key `>= from`, in key byte order (values opened, for
     /// sealed families).
     pub fn iter_from<'a>(

@@ -221,7 +221,7 @@ impl EventEncoder {
                 .unwrap_or("the upstream failed mid-stream");
             let kind = match e.get("type").and_then(Value::as_str) {
                 Some("rate_limit_error") => "rate_limit_error",
-                Some("invalid_request_error") => "invalid_request_error",
+                Some("invalid_request_error" | "pii_detected") => "invalid_request_error",
                 _ => "api_error",
             };
             out.push(self.fail(kind, message));
