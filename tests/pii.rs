@@ -295,17 +295,26 @@ async fn streamed_answers_are_masked_or_stopped_by_the_answer_policy() {
     let gw = gateway(&fake, "{prompts: 'off', responses: block}", false);
     let (status, _, body) = post(&gw, MASTER, "/v1/chat/completions", stream("chat")).await;
     assert_eq!(status, 200, "{body}");
-    assert!(!body.contains("bob.smith") && !body.contains("4111"), "{body}");
+    assert!(
+        !body.contains("bob.smith") && !body.contains("4111"),
+        "{body}"
+    );
     let last = events(&body).pop().unwrap();
     assert_eq!(last["error"]["type"], "pii_detected", "{body}");
     assert_eq!(last["error"]["code"], "pii_detected", "{body}");
-    assert!(last["error"]["message"].as_str().unwrap().contains("card"), "{body}");
+    assert!(
+        last["error"]["message"].as_str().unwrap().contains("card"),
+        "{body}"
+    );
     assert!(!body.contains("[DONE]"), "{body}");
     let (_, _, body) = post(&gw, MASTER, "/v1/responses", stream("/v1/responses")).await;
     assert!(!body.contains("bob.smith"), "{body}");
     let failed = events(&body).pop().unwrap();
     assert_eq!(failed["type"], "response.failed", "{body}");
-    assert_eq!(failed["response"]["error"]["code"], "pii_detected", "{body}");
+    assert_eq!(
+        failed["response"]["error"]["code"], "pii_detected",
+        "{body}"
+    );
     let (_, _, body) = post(&gw, MASTER, "/v1/messages", stream("/v1/messages")).await;
     assert!(!body.contains("bob.smith"), "{body}");
     let error = events(&body).pop().unwrap();

@@ -473,7 +473,9 @@ impl StreamGuard {
         for index in open {
             match self.pass(LaneOf::Content(index), "", true) {
                 Ok(text) if !text.is_empty() => {
-                    deltas.push(json!({"index": index, "delta": {"content": text}, "finish_reason": null}));
+                    deltas.push(
+                        json!({"index": index, "delta": {"content": text}, "finish_reason": null}),
+                    );
                 }
                 Ok(_) => {}
                 Err(kinds) => return self.blocked(&kinds),

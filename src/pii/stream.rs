@@ -181,7 +181,12 @@ fn safe_cut(text: &str, base: usize, findings: &[Finding]) -> usize {
         let run = text
             .get(..cut)
             .and_then(|head| head.rfind(char::is_whitespace))
-            .map_or(0, |i| i + text.get(i..).and_then(|t| t.chars().next()).map_or(1, char::len_utf8));
+            .map_or(0, |i| {
+                i + text
+                    .get(i..)
+                    .and_then(|t| t.chars().next())
+                    .map_or(1, char::len_utf8)
+            });
         let inside_run = text
             .get(cut..)
             .and_then(|t| t.chars().next())
@@ -344,7 +349,10 @@ mod tests {
     fn streamed_answers_are_masked_whatever_the_split() {
         let s = Scanner::new(&[]).unwrap();
         let whole = Masker::new().mask(&s, ANSWER);
-        assert!(whole.contains("[EMAIL_1]") && whole.contains("[SECRET_2]"), "{whole}");
+        assert!(
+            whole.contains("[EMAIL_1]") && whole.contains("[SECRET_2]"),
+            "{whole}"
+        );
         assert!(whole.contains("4111 1111 1111 1112"), "{whole}");
         for i in char_splits(ANSWER) {
             let (out, blocked) = scan_run(PiiPolicy::Mask, &[&ANSWER[..i], &ANSWER[i..]]);
@@ -379,7 +387,10 @@ mod tests {
         let mut found = BTreeSet::new();
         let mut out = String::new();
         for _ in 0..100 {
-            out.push_str(&sc.push(&s, &mut m, "the quick brown fox ", &mut found).unwrap());
+            out.push_str(
+                &sc.push(&s, &mut m, "the quick brown fox ", &mut found)
+                    .unwrap(),
+            );
             assert!(sc.held() <= HOLD + "quick ".len(), "held {}", sc.held());
         }
         out.push_str(&sc.finish(&s, &mut m, &mut found).unwrap());
