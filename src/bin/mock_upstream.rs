@@ -1,6 +1,6 @@
 //! A fast upstream for benchmarks: canned OpenAI and Anthropic answers, no model, no I/O. A chat
 //! request with tools always gets a call of its first tool (for tool-call loop benchmarks).
-//! `sluice-mock-upstream --listen 127.0.0.1:9100 [--workers 1]`.
+//! `sluice-mock-upstream --listen 127.0.0.1:9100 [--workers 1] [--delay-ms 0]`.
 
 use actix_web::{web, App, HttpResponse, HttpServer};
 use clap::Parser;
@@ -16,6 +16,10 @@ struct Args {
     /// Worker threads.
     #[arg(long, default_value_t = 1)]
     workers: usize,
+    /// Milliseconds each chat answer waits before it is sent (an upstream's latency; the wait
+    /// is a timer, so it costs no CPU).
+    #[arg(long, default_value_t = 0)]
+    delay_ms: u64,
 }
 
 #[derive(Deserialize)]
@@ -102,7 +106,10 @@ const MESSAGE_STREAM: &str = concat!(
 
 const EMBEDDING: &str = r#"{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.1,0.2,0.3]}],"model":"bench","usage":{"prompt_tokens":3,"total_tokens":3}}"#;
 
-async fn chat(body: web::Bytes) -> HttpResponse {
+async fn chat(body: web::Bytes, delay: web::Data<std::time::Duration>) -> HttpResponse {
+    if !delay.is_zero() {
+        actix_web::rt::time::sleep(**delay).await;
+    }
     let probe = serde_json::from_slice::<Probe>(&body).ok();
     let stream = probe.as_ref().is_some_and(|p| p.stream);
     if let Some((id, name, args)) = probe.as_ref().and_then(Probe::tool_call) {
@@ -150,9 +157,11 @@ async fn embeddings() -> HttpResponse {
 
 fn main() -> std::io::Result<()> {
     let args = Args::parse();
+    let delay = web::Data::new(std::time::Duration::from_millis(args.delay_ms));
     actix_web::rt::System::new().block_on(async move {
-        let server = HttpServer::new(|| {
+        let server = HttpServer::new(move || {
             App::new()
+                .app_data(delay.clone())
                 .route("/v1/chat/completions", web::post().to(chat))
                 .route("/v1/embeddings", web::post().to(embeddings))
                 .route("/v1/messages", web::post().to(messages))
