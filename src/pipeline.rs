@@ -61,6 +61,67 @@ pub struct Caller {
     /// Token usage once known: set by the pipeline (at the end of a stream, from its task), read
     /// when the audit record is written.
     pub usage: Arc<parking_lot::Mutex<Option<Usage>>>,
+    /// The prompt and answer for the audit record, kept only with `audit.log_bodies`.
+    pub bodies: Option<Arc<parking_lot::Mutex<Bodies>>>,
+}
+
+/// What the audit record keeps of an exchange with `audit.log_bodies` (masked when written).
+#[derive(Debug, Clone, Default)]
+pub struct Bodies {
+    /// The messages as sent on (after the PII guard).
+    pub prompt: Option<Value>,
+    /// The answer's message per choice, as the caller got it.
+    pub answer: Option<Value>,
+}
+
+/// The messages of each choice of a chat completion (what the audit record keeps of it).
+fn answer_of(completion: &Value) -> Value {
+    let messages = completion
+        .get("choices")
+        .and_then(Value::as_array)
+        .map(|cs| {
+            cs.iter()
+                .filter_map(|c| c.get("message").cloned())
+                .collect()
+        })
+        .unwrap_or_default();
+    Value::Array(messages)
+}
+
+/// Passes a chat SSE answer through unchanged while accumulating it; at its end the answer goes
+/// to the audit bodies.
+struct AnswerTap {
+    acc: crate::stream::ChatAccumulator,
+    bodies: Arc<parking_lot::Mutex<Bodies>>,
+    done: bool,
+}
+
+impl AnswerTap {
+    fn keep(&mut self) {
+        let acc = std::mem::take(&mut self.acc);
+        self.bodies.lock().answer = Some(answer_of(&acc.into_completion()));
+    }
+}
+
+impl crate::stream::Reencoder for AnswerTap {
+    fn on_data(&mut self, data: &str) -> Vec<Bytes> {
+        if data.trim() == "[DONE]" {
+            self.done = true;
+            self.keep();
+        } else if let Ok(chunk) = serde_json::from_str::<Value>(data) {
+            self.acc.observe(&chunk);
+        }
+        vec![Bytes::from(format!("data: {data}\n\n"))]
+    }
+
+    fn is_done(&self) -> bool {
+        self.done
+    }
+
+    fn truncated(&mut self) -> Vec<Bytes> {
+        self.keep();
+        Vec::new()
+    }
 }
 
 impl Caller {
@@ -70,6 +131,38 @@ impl Caller {
             user,
             ..Self::default()
         }
+    }
+
+    /// A caller whose prompt and answer are kept for the audit record when `log_bodies`.
+    pub fn keeping_bodies(log_bodies: bool) -> Self {
+        Self {
+            bodies: log_bodies.then(Default::default),
+            ..Self::default()
+        }
+    }
+
+    /// Keeps the answer of `reply` for the audit record (JSON now, a stream when it ends).
+    fn keep_answer(&self, reply: Reply) -> Reply {
+        let Some(bodies) = &self.bodies else {
+            return reply;
+        };
+        let body = match reply.body {
+            ReplyBody::Json(b) => {
+                if let Ok(completion) = serde_json::from_slice::<Value>(&b) {
+                    bodies.lock().answer = Some(answer_of(&completion));
+                }
+                ReplyBody::Json(b)
+            }
+            ReplyBody::Stream(s) => {
+                let tap = AnswerTap {
+                    acc: Default::default(),
+                    bodies: Arc::clone(bodies),
+                    done: false,
+                };
+                ReplyBody::Stream(Box::pin(crate::stream::reencode(s, tap)))
+            }
+        };
+        Reply { body, ..reply }
     }
 
     /// Notes who is calling, for the audit record.
@@ -708,16 +801,19 @@ pub async fn chat(
     let policies = state.pii.policies(principal.pii(), &route.group);
     let guarded = state.pii.guard_request(&mut req, policies)?;
     caller.pii_kinds = guarded.kind_names();
+    if let Some(b) = &caller.bodies {
+        b.lock().prompt = serde_json::to_value(&req.messages).ok();
+    }
     let reply = serve_chat(state, principal, req, control, caller, needs, route).await?;
     if guarded.is_noop() {
-        return Ok(reply);
+        return Ok(caller.keep_answer(reply));
     }
     // On the way back: the answer policy, then the caller's own values restored.
     let body = match reply.body {
         ReplyBody::Json(b) => ReplyBody::Json(guarded.answer_json(&state.pii, b)?),
         ReplyBody::Stream(s) => ReplyBody::Stream(guarded.answer_stream(Arc::clone(&state.pii), s)),
     };
-    Ok(Reply { body, ..reply })
+    Ok(caller.keep_answer(Reply { body, ..reply }))
 }
 
 /// The chat pipeline after routing and the PII guard: limits, cache, upstream, write-back.

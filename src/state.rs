@@ -70,7 +70,13 @@ impl AppState {
             config.keyring(),
         )?);
         let keys = KeyStore::load(Arc::clone(&store))?;
-        let audit = Arc::new(AuditLog::open(Arc::clone(&store))?);
+        let audit = Arc::new(AuditLog::open_with(
+            Arc::clone(&store),
+            crate::audit::AuditOptions {
+                log_bodies: config.audit_log_bodies,
+                retention_days: config.audit_retention_days,
+            },
+        )?);
         if let Some(days) = config.audit_retention_days {
             start_audit_retention(Arc::clone(&audit), days);
         }

@@ -344,6 +344,10 @@ async fn requests_and_admin_actions_are_recorded() {
         assert_eq!(rec["pii_kinds"], json!(["email"]));
         assert!(rec["prompt_tokens"].as_u64().unwrap() > 0, "{rec}");
         assert!(!rec["request_id"].as_str().unwrap().is_empty());
+        assert!(
+            rec.get("body").is_none(),
+            "bodies are off by default: {rec}"
+        );
     }
     let admin = page("kind=admin".to_string()).await;
     let created = admin
@@ -357,4 +361,44 @@ async fn requests_and_admin_actions_are_recorded() {
         !text.contains(&secret),
         "a key secret reached the audit log"
     );
+}
+
+#[tokio::test]
+async fn bodies_are_logged_masked_with_log_bodies() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path()) + "  audit: {log_bodies: true}\n";
+    let gw = TestGateway::builder().config(cfg).spawn();
+    for stream in [false, true] {
+        let r = client()
+            .post(gw.url("/v1/chat/completions"))
+            .bearer_auth(MASTER)
+            .json(
+                &json!({"model": "g", "stream": stream, "user": format!("u-{stream}"),
+                          "messages": [{"role": "user", "content": "mail ann@example.com now"}]}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        r.text().await.unwrap();
+    }
+    // The streamed request is written when its stream ends: give it a moment.
+    let mut records = Vec::new();
+    for _ in 0..50 {
+        let (_, page) = get(&gw, Some(MASTER), "?kind=request").await;
+        records = page["data"].as_array().unwrap().clone();
+        if records.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(records.len(), 2, "{records:?}");
+    for r in &records {
+        let body = &r["request"]["body"];
+        let prompt = body["prompt"][0]["content"].as_str().unwrap();
+        assert_eq!(prompt, "mail [EMAIL_1] now", "{body}");
+        let answer = body["answer"][0]["content"].as_str().unwrap();
+        assert!(!answer.is_empty(), "{body}");
+        assert!(!r.to_string().contains("ann@example.com"), "{r}");
+    }
 }

@@ -324,6 +324,36 @@ async fn response_done_usage_is_counted_in_metrics_and_spend() {
         (row["spend_usd"].as_f64().unwrap() - cost).abs() < 1e-9,
         "{row}"
     );
+
+    // Each response is an audited request of its own; a refused handshake is one too.
+    let (s, _) = open(&gw, "model=rt", &[]).await.unwrap_err();
+    assert_eq!(s, 401);
+    let page = admin(&gw, reqwest::Method::GET, "/admin/audit?kind=request", None).await;
+    let records: Vec<&Value> = page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["request"])
+        .collect();
+    let done = records
+        .iter()
+        .find(|r| r["status"] == 200)
+        .unwrap_or_else(|| panic!("{page}"));
+    assert_eq!(done["endpoint"], "/v1/realtime", "{done}");
+    assert_eq!(done["key_id"], "master");
+    assert_eq!(done["model_group"], "rt");
+    assert_eq!(done["prompt_tokens"], 120);
+    assert_eq!(done["completion_tokens"], 45);
+    assert!(
+        done["request_id"].as_str().unwrap().ends_with(".1"),
+        "{done}"
+    );
+    assert!(
+        records
+            .iter()
+            .any(|r| r["status"] == 401 && r["key_id"] == "unauthenticated"),
+        "{page}"
+    );
 }
 
 #[tokio::test]

@@ -374,6 +374,45 @@ async fn a_rate_limited_create_gets_an_error_event() {
     )
     .await;
     final_response(&response_events(&mut ws).await);
+
+    // Each response on the socket is an audited request of its own, refusals included.
+    let mut records = Vec::new();
+    for _ in 0..50 {
+        let page: Value = client()
+            .get(gw.url("/admin/audit?kind=request"))
+            .bearer_auth(MASTER)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        records = page["data"].as_array().unwrap().clone();
+        if records.len() >= 4 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let mut turns: Vec<&Value> = records.iter().map(|r| &r["request"]).collect();
+    turns.sort_by_key(|r| r["request_id"].as_str().unwrap().to_string());
+    let statuses: Vec<u64> = turns
+        .iter()
+        .map(|r| r["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(statuses, [200, 200, 429, 200], "{records:?}");
+    let first_id = turns[0]["request_id"].as_str().unwrap();
+    let socket_id = first_id.strip_suffix(".1").unwrap();
+    for (i, r) in turns.iter().enumerate() {
+        assert_eq!(r["request_id"], format!("{socket_id}.{}", i + 1));
+        assert_eq!(r["endpoint"], "/v1/responses (websocket)");
+        assert_eq!(r["key_id"], "master");
+    }
+    assert_eq!(turns[3]["model_group"], "gpt-x");
+    assert!(
+        turns[3]["prompt_tokens"].as_u64().unwrap() > 0,
+        "{:?}",
+        turns[3]
+    );
 }
 
 #[tokio::test]

@@ -22,6 +22,15 @@ impl RequestId {
             _ => RequestId(uuid::Uuid::new_v4().to_string()),
         }
     }
+
+    /// The id the server gave `req` (empty outside the server's middleware, as in unit tests).
+    pub fn of(req: &HttpRequest) -> String {
+        use actix_web::HttpMessage;
+        req.extensions()
+            .get::<RequestId>()
+            .map(|r| r.0.clone())
+            .unwrap_or_default()
+    }
 }
 
 /// Reads the whole body, refusing more than `limit` bytes with a 413.

@@ -8,7 +8,8 @@ use crate::dashboard::ttft::FirstByte;
 use crate::dashboard::Dashboard;
 use crate::error::ApiError;
 use crate::limits;
-use crate::pipeline::{self, Caller, Reply, ReplyBody};
+use crate::pii::{Masker, PiiGuard};
+use crate::pipeline::{self, Bodies, Caller, Reply, ReplyBody};
 use crate::state::AppState;
 use crate::stream::OnEnd;
 use crate::telemetry as t;
@@ -16,7 +17,6 @@ use crate::wire::Usage;
 use crate::wire::{ChatRequest, EmbeddingsRequest};
 use actix_web::http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use actix_web::http::StatusCode;
-use actix_web::HttpMessage;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use std::sync::Arc;
 use std::time::Instant;
@@ -58,21 +58,8 @@ impl Audit<'_> {
         reply: Option<&Reply>,
         status: StatusCode,
     ) -> RequestRecord {
-        let (key_id, key_alias) = self
-            .caller
-            .key
-            .clone()
-            .unwrap_or_else(|| ("unauthenticated".to_string(), None));
         RequestRecord {
-            request_id: self
-                .req
-                .extensions()
-                .get::<super::RequestId>()
-                .map(|r| r.0.clone())
-                .unwrap_or_default(),
-            key_id,
-            key_alias,
-            user: self.caller.user.clone(),
+            request_id: super::RequestId::of(self.req),
             endpoint: self.req.path().to_string(),
             model_group: model.map(str::to_string),
             deployment: reply
@@ -81,37 +68,104 @@ impl Audit<'_> {
             cache_outcome: reply.map(|r| r.outcome.as_str().to_string()),
             status: status.as_u16(),
             cost_usd: reply.and_then(|r| r.cost_usd).unwrap_or(0.0),
-            pii_kinds: self.caller.pii_kinds.clone(),
-            ..RequestRecord::default()
+            ..base_record(self.caller)
         }
     }
 }
 
-/// Completes a record with the usage and latency known at the end, feeds the dashboard's
-/// rollups and live tail (memory only), and appends it. The audit log is best effort for the
-/// request: a failed append is logged, the client keeps its answer.
-fn append_record(
-    log: &AuditLog,
-    dashboard: &Dashboard,
-    mut record: RequestRecord,
-    usage: Option<Usage>,
-    stream_price: Option<crate::pricing::Price>,
+/// Appends the audit record of a WebSocket handshake refused before the upgrade (the key is
+/// named when it authenticated).
+pub(crate) fn audit_refusal(state: &AppState, req: &HttpRequest, status: StatusCode) {
+    let mut caller = Caller::default();
+    if let Ok(p) = authenticate(state, req.headers()) {
+        caller.identify(&p);
+    }
+    let record = RequestRecord {
+        request_id: super::RequestId::of(req),
+        endpoint: req.path().to_string(),
+        model_group: None,
+        status: status.as_u16(),
+        ..base_record(&caller)
+    };
+    PendingRecord::new(state, record, &caller, Instant::now()).append(None, None);
+}
+
+/// The part of a request's audit record its caller knows: key id and alias, end user, PII kinds.
+pub(crate) fn base_record(caller: &Caller) -> RequestRecord {
+    let (key_id, key_alias) = caller
+        .key
+        .clone()
+        .unwrap_or_else(|| ("unauthenticated".to_string(), None));
+    RequestRecord {
+        key_id,
+        key_alias,
+        user: caller.user.clone(),
+        pii_kinds: caller.pii_kinds.clone(),
+        ..RequestRecord::default()
+    }
+}
+
+/// An audit record waiting for the end of its response: usage, cost, latency and (with
+/// `audit.log_bodies`) the masked prompt and answer are known only then.
+pub(crate) struct PendingRecord {
+    log: Arc<AuditLog>,
+    dashboard: Arc<Dashboard>,
+    pii: Arc<PiiGuard>,
+    record: RequestRecord,
+    usage: Arc<parking_lot::Mutex<Option<Usage>>>,
+    bodies: Option<Arc<parking_lot::Mutex<Bodies>>>,
     started: Instant,
-    first_byte: Option<Instant>,
-) {
-    if let Some(u) = usage {
-        record.prompt_tokens = u.prompt_tokens;
-        record.completion_tokens = u.completion_tokens;
-        // An upstream stream's cost is known only at its end.
-        if let Some(price) = stream_price {
-            record.cost_usd = price.cost(&u);
+}
+
+impl PendingRecord {
+    /// A record of `caller`'s request begun at `started`.
+    pub(crate) fn new(
+        state: &AppState,
+        record: RequestRecord,
+        caller: &Caller,
+        started: Instant,
+    ) -> Self {
+        PendingRecord {
+            log: Arc::clone(&state.audit),
+            dashboard: Arc::clone(&state.dashboard),
+            pii: Arc::clone(&state.pii),
+            record,
+            usage: Arc::clone(&caller.usage),
+            bodies: caller.bodies.clone(),
+            started,
         }
     }
-    record.latency_ms = started.elapsed().as_secs_f64() * 1e3;
-    let ttft_ms = first_byte.map(|t| t.duration_since(started).as_secs_f64() * 1e3);
-    dashboard.record(&record, ttft_ms);
-    if let Err(e) = log.append_request(record) {
-        tracing::warn!(error = %e, "audit append failed");
+
+    /// Completes the record with what is known at the end, feeds the dashboard's rollups and
+    /// live tail (memory only), and appends it. The audit log is best effort for the request: a
+    /// failed append is logged, the client keeps its answer.
+    pub(crate) fn append(
+        self,
+        stream_price: Option<crate::pricing::Price>,
+        first_byte: Option<Instant>,
+    ) {
+        let mut record = self.record;
+        if let Some(u) = *self.usage.lock() {
+            record.prompt_tokens = u.prompt_tokens;
+            record.completion_tokens = u.completion_tokens;
+            // An upstream stream's cost is known only at its end.
+            if let Some(price) = stream_price {
+                record.cost_usd = price.cost(&u);
+            }
+        }
+        if let Some(bodies) = self.bodies {
+            let b = bodies.lock().clone();
+            let mut body = serde_json::json!({"prompt": b.prompt, "answer": b.answer});
+            // Whatever the request's PII policy, bodies are stored masked.
+            Masker::new().mask_json(self.pii.scanner(), &mut body);
+            record.body = Some(body);
+        }
+        record.latency_ms = self.started.elapsed().as_secs_f64() * 1e3;
+        let ttft_ms = first_byte.map(|t| t.duration_since(self.started).as_secs_f64() * 1e3);
+        self.dashboard.record(&record, ttft_ms);
+        if let Err(e) = self.log.append_request(record) {
+            tracing::warn!(error = %e, "audit append failed");
+        }
     }
 }
 
@@ -132,9 +186,7 @@ pub(super) fn respond(
         Err(e) => e.status_code(),
     };
     let record = audit.record(model, result.as_ref().ok(), status_of(&result));
-    let usage = Arc::clone(&audit.caller.usage);
-    let log = Arc::clone(&state.audit);
-    let dash = Arc::clone(&state.dashboard);
+    let pending = PendingRecord::new(state, record, audit.caller, started);
     let (mut response, outcome) = match result {
         Ok(reply) => {
             let mut b = HttpResponse::Ok();
@@ -165,7 +217,7 @@ pub(super) fn respond(
             }
             let resp = match reply.body {
                 ReplyBody::Json(bytes) => {
-                    append_record(&log, &dash, record, *usage.lock(), None, started, None);
+                    pending.append(None, None);
                     b.insert_header((CONTENT_TYPE, HeaderValue::from_static("application/json")))
                         .body(bytes)
                 }
@@ -176,7 +228,7 @@ pub(super) fn respond(
                     let tee = FirstByte::new(tee, Arc::clone(&first));
                     let hook = Box::new(move || {
                         let first = first.get().copied();
-                        append_record(&log, &dash, record, *usage.lock(), price, started, first);
+                        pending.append(price, first);
                     });
                     b.insert_header((CONTENT_TYPE, HeaderValue::from_static("text/event-stream")))
                         .insert_header((CACHE_CONTROL, HeaderValue::from_static("no-cache")))
@@ -187,7 +239,7 @@ pub(super) fn respond(
             (resp, reply.outcome.as_str())
         }
         Err(e) => {
-            append_record(&log, &dash, record, None, None, started, None);
+            pending.append(None, None);
             (e.error_response(), "error")
         }
     };
@@ -260,7 +312,7 @@ pub async fn chat_completions(
 ) -> HttpResponse {
     let started = Instant::now();
     let mut model = None;
-    let mut caller = Caller::default();
+    let mut caller = Caller::keeping_bodies(state.audit.options().log_bodies);
     let result = async {
         let principal = authenticate(&state, req.headers())?;
         caller.identify(&principal);

@@ -85,7 +85,7 @@ pub async fn messages(
 ) -> HttpResponse {
     let started = Instant::now();
     let mut model = None;
-    let mut caller = Caller::default();
+    let mut caller = Caller::keeping_bodies(state.audit.options().log_bodies);
     let result = async {
         let principal = authenticate(&state, req.headers())?;
         caller.identify(&principal);

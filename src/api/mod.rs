@@ -17,6 +17,7 @@ mod responses;
 mod spend;
 
 pub use body::{read_body, read_json, RequestId};
+pub(crate) use chat::{base_record, PendingRecord};
 pub use chat::{CACHE_HEADER, COST_HEADER, ROUTE_HEADER};
 
 use crate::error::ApiError;

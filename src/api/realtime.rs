@@ -30,10 +30,15 @@ pub async fn connect(
     body: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let admitted = match realtime::admit(&state, req.headers(), req.query_string()) {
+    let mut admitted = match realtime::admit(&state, req.headers(), req.query_string()) {
         Ok(a) => a,
-        Err(e) => return refuse(&e),
+        Err(e) => {
+            let refused = refuse(&e);
+            super::chat::audit_refusal(&state, &req, refused.status());
+            return refused;
+        }
     };
+    admitted.account.request_id = super::RequestId::of(&req);
     // The key subprotocol is never echoed back; `realtime` is, when offered (browsers require
     // the server to pick one of the protocols they offered).
     let (response, session, stream) =

@@ -42,7 +42,7 @@ pub async fn create(
 ) -> HttpResponse {
     let started = Instant::now();
     let mut model = None;
-    let mut caller = Caller::default();
+    let mut caller = Caller::keeping_bodies(state.audit.options().log_bodies);
     let result = async {
         let principal = authenticate(&state, req.headers())?;
         caller.identify(&principal);
@@ -101,14 +101,19 @@ pub async fn connect(
     }
     let principal = match authenticate(&state, req.headers()) {
         Ok(p) => p,
-        Err(e) => return e.error_response(),
+        Err(e) => {
+            super::chat::audit_refusal(&state, &req, e.status_code());
+            return e.error_response();
+        }
     };
     let max = state.config.realtime.max_sockets_per_key;
     let Some(slot) = realtime::open_sockets(principal.key_id(), max) else {
-        return super::realtime::refuse(&realtime::AdmitError::TooManySockets {
+        let refused = super::realtime::refuse(&realtime::AdmitError::TooManySockets {
             who: format!("key '{}'", principal.key_id()),
             max,
         });
+        super::chat::audit_refusal(&state, &req, refused.status());
+        return refused;
     };
     let (response, session, stream) = match actix_ws::handle(&req, payload) {
         Ok(parts) => parts,
@@ -124,6 +129,7 @@ pub async fn connect(
         principal,
         headers: req.headers().clone(),
         slot,
+        request_id: super::RequestId::of(&req),
     };
     actix_web::rt::spawn(responses::ws::run(
         state.into_inner(),

@@ -64,6 +64,8 @@ pub struct Config {
     pub pii: crate::pii::PiiConfig,
     /// Days audit records are kept (`sluice.audit.retention_days`); `None`: forever.
     pub audit_retention_days: Option<u32>,
+    /// Whether request records keep the masked prompt and answer (`sluice.audit.log_bodies`).
+    pub audit_log_bodies: bool,
     /// Keys for encryption at rest (`sluice.encryption`); `None` stores plaintext.
     pub encryption: Option<std::sync::Arc<crate::crypto::Keyring>>,
     /// Dashboard rollup retention (`sluice.dashboard`).

@@ -195,11 +195,13 @@ pub struct RawSluice {
     pub encryption: Option<super::encryption::RawEncryption>,
 }
 
-/// `sluice.audit`: how long audit records are kept.
+/// `sluice.audit`: how long audit records are kept and whether they keep bodies.
 #[derive(Debug, Default, Deserialize)]
 pub struct RawAudit {
     /// Days to keep records (default: forever).
     pub retention_days: Option<u32>,
+    /// Keep masked prompt and answer bodies in request records (default: off).
+    pub log_bodies: Option<bool>,
 }
 
 /// `sluice.dashboard`: how long the dashboard's per-minute rollups are kept.

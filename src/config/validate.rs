@@ -291,6 +291,7 @@ fn validate(
             retention_days: dashboard_retention.clamp(1, 3650),
         },
         audit_retention_days: raw.sluice.audit.retention_days.filter(|d| *d > 0),
+        audit_log_bodies: raw.sluice.audit.log_bodies.unwrap_or(false),
         security,
         routing,
         limits,

@@ -185,6 +185,22 @@ impl Masker {
         kinds
     }
 
+    /// Masks every string in a JSON value (object keys are left alone); returns the kinds.
+    pub fn mask_json(&mut self, scanner: &Scanner, value: &mut Value) -> BTreeSet<PiiKind> {
+        match value {
+            Value::String(s) => self.mask_in_place(scanner, s),
+            Value::Array(items) => items
+                .iter_mut()
+                .flat_map(|v| self.mask_json(scanner, v))
+                .collect(),
+            Value::Object(map) => map
+                .values_mut()
+                .flat_map(|v| self.mask_json(scanner, v))
+                .collect(),
+            _ => BTreeSet::new(),
+        }
+    }
+
     /// `text` with the placeholders this masker issued replaced by the original values.
     pub fn restore(&self, text: &str) -> String {
         self.table.restore(text, false)

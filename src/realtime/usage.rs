@@ -27,6 +27,10 @@ pub struct Account {
     scopes: Vec<Scope>,
     /// The socket's own request; held while it is open (a parallel slot), settled at the end.
     socket: Ticket,
+    /// The handshake's request id; each response's audit record is `{request_id}.{n}`.
+    pub request_id: String,
+    /// Responses accounted so far (numbers their audit records).
+    responses: std::sync::atomic::AtomicU64,
 }
 
 impl Account {
@@ -37,6 +41,8 @@ impl Account {
             group,
             scopes,
             socket,
+            request_id: String::new(),
+            responses: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -151,6 +157,34 @@ pub fn record_usage(state: &AppState, account: &Account, d: &Deployment, usage: 
         cache_hit: false,
     };
     state.spend.record(&account.payer, &charge);
+    audit(state, account, d, usage, cost);
+}
+
+/// Appends one realtime response to the audit log (and the dashboard's rollups). Latency is not
+/// measured: a realtime response is paced by the conversation, not by the gateway.
+fn audit(state: &AppState, account: &Account, d: &Deployment, usage: &Usage, cost: Option<f64>) {
+    let n = account
+        .responses
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        + 1;
+    let record = crate::audit::RequestRecord {
+        request_id: format!("{}.{n}", account.request_id),
+        key_id: account.payer.key_id.clone(),
+        key_alias: account.payer.key.as_ref().and_then(|k| k.alias.clone()),
+        user: account.payer.user.clone(),
+        endpoint: "/v1/realtime".to_string(),
+        model_group: Some(account.group.clone()),
+        deployment: Some(d.id.clone()),
+        status: 200,
+        prompt_tokens: usage.prompt_tokens,
+        completion_tokens: usage.completion_tokens,
+        cost_usd: cost.unwrap_or(0.0),
+        ..crate::audit::RequestRecord::default()
+    };
+    state.dashboard.record(&record, None);
+    if let Err(e) = state.audit.append_request(record) {
+        tracing::warn!(error = %e, "audit append failed");
+    }
 }
 
 #[cfg(test)]

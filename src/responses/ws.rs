@@ -19,6 +19,7 @@
 
 use super::translate::{self, ResponsesRequest};
 use super::{ResponseStore, ResponsesError};
+use crate::api::PendingRecord;
 use crate::auth::Principal;
 use crate::cache;
 use crate::error::ApiError;
@@ -26,7 +27,7 @@ use crate::limits;
 use crate::pipeline::{Caller, ReplyBody};
 use crate::realtime::SocketSlot;
 use crate::state::AppState;
-use crate::stream::{event_data, SseSplitter};
+use crate::stream::{event_data, OnEnd, SseSplitter};
 use actix_web::http::header::HeaderMap;
 use actix_web::http::StatusCode;
 use actix_web::ResponseError;
@@ -38,6 +39,9 @@ use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
 use std::sync::Arc;
 use tokio::time::Instant;
+
+/// The endpoint audit records of WebSocket-mode responses name.
+pub const WS_ENDPOINT: &str = "/v1/responses (websocket)";
 
 /// Client events waiting while a response runs; one more gets an `error` event.
 pub const MAX_QUEUED: usize = 16;
@@ -52,6 +56,8 @@ pub struct Connection {
     pub headers: HeaderMap,
     /// Freed when the socket ends.
     pub slot: SocketSlot,
+    /// The handshake's request id; each response's audit record is `{request_id}.{n}`.
+    pub request_id: String,
 }
 
 /// A `store: false` response this connection produced: what continues it.
@@ -99,6 +105,8 @@ pub async fn run(
         state,
         principal: conn.principal,
         headers: conn.headers,
+        request_id: conn.request_id,
+        turns: 0,
         remembered: HashMap::new(),
         order: VecDeque::new(),
     };
@@ -211,6 +219,9 @@ struct Socket {
     state: Arc<AppState>,
     principal: Principal,
     headers: HeaderMap,
+    request_id: String,
+    /// Responses started on this socket (numbers their audit records).
+    turns: u64,
     remembered: HashMap<String, Remembered>,
     order: VecDeque<String>,
 }
@@ -251,29 +262,63 @@ impl Socket {
         };
         let control = cache::control::parse(&self.headers, body.cache.as_ref())
             .map_err(|e| api_event(&ApiError::invalid(&e.param, e.message)))?;
-        let caller = Caller::new(limits::end_user(&self.headers, body.user.as_deref()));
+        let mut caller = Caller::keeping_bodies(self.state.audit.options().log_bodies);
+        caller.user = limits::end_user(&self.headers, body.user.as_deref());
+        caller.identify(&self.principal);
+        self.turns += 1;
+        let request_id = format!("{}.{}", self.request_id, self.turns);
         // The create runs inside the event stream, so that a close, a ping or a queued event is
         // seen while it waits for the upstream's first byte (and a close cancels it there too).
         let (state, principal) = (Arc::clone(&self.state), self.principal.clone());
         let events: Events = Box::pin(
             futures_util::stream::once(async move {
                 let mut caller = caller;
-                let events: Events =
-                    match super::create(&state, &principal, body, control, &mut caller).await {
-                        Ok(reply) => match reply.body {
-                            ReplyBody::Stream(s) => Box::pin(sse_events(s)),
-                            // Streams are asked for; a JSON body is a complete Response object.
-                            ReplyBody::Json(b) => {
-                                let response: Value =
-                                    serde_json::from_slice(&b).unwrap_or(Value::Null);
-                                let done = json!({"type": "response.completed",
-                                    "sequence_number": 0, "response": response});
-                                Box::pin(futures_util::stream::iter([done.to_string()]))
-                            }
-                        },
-                        Err(e) => Box::pin(futures_util::stream::iter([responses_event(&e)])),
-                    };
-                events
+                let started = std::time::Instant::now();
+                let model = body.model.clone();
+                let result = super::create(&state, &principal, body, control, &mut caller).await;
+                // Each response is one audited request, written when its events end (or the
+                // socket drops it), with its final usage and cost, as an HTTP stream's.
+                let status = match &result {
+                    Ok(_) => StatusCode::OK,
+                    Err(e) => e.status_code(),
+                };
+                let turn = crate::audit::RequestRecord {
+                    request_id,
+                    endpoint: WS_ENDPOINT.to_string(),
+                    model_group: Some(model),
+                    deployment: result
+                        .as_ref()
+                        .ok()
+                        .and_then(|r| r.deployment.as_ref())
+                        .map(|d| d.id.clone()),
+                    cache_outcome: result.as_ref().ok().map(|r| r.outcome.as_str().to_string()),
+                    status: status.as_u16(),
+                    cost_usd: result.as_ref().ok().and_then(|r| r.cost_usd).unwrap_or(0.0),
+                    ..crate::api::base_record(&caller)
+                };
+                // A stream's cost is known at its end, from its usage.
+                let price = match &result {
+                    Ok(r) if matches!(r.body, ReplyBody::Stream(_)) => {
+                        r.deployment.as_ref().and_then(|d| d.price)
+                    }
+                    _ => None,
+                };
+                let pending = PendingRecord::new(&state, turn, &caller, started);
+                let events: Events = match result {
+                    Ok(reply) => match reply.body {
+                        ReplyBody::Stream(s) => Box::pin(sse_events(s)),
+                        // Streams are asked for; a JSON body is a complete Response object.
+                        ReplyBody::Json(b) => {
+                            let response: Value = serde_json::from_slice(&b).unwrap_or(Value::Null);
+                            let done = json!({"type": "response.completed",
+                                "sequence_number": 0, "response": response});
+                            Box::pin(futures_util::stream::iter([done.to_string()]))
+                        }
+                    },
+                    Err(e) => Box::pin(futures_util::stream::iter([responses_event(&e)])),
+                };
+                let hook = Box::new(move || pending.append(price, None));
+                Box::pin(OnEnd::new(events, hook)) as Events
             })
             .flatten(),
         );
