@@ -22,6 +22,8 @@
 #        BENCH_SLUICE_WORKERS=1                BENCH_SLUICE_LOG_LEVEL=info (info logs every request)
 #        BENCH_OUT=target/bench-overhead       (raw outputs, config, logs)
 #        BENCH_BIN_DIR=DIR                     (use DIR/sluice and DIR/sluice-mock-upstream, no build)
+#        BENCH_BODY='{...}'                    (the chat request; no single quotes; default: "hi")
+#        BENCH_SLUICE_PII=off|detect|mask      (sluice.pii.prompts; default: not set)
 # Needs: wrk (scripts/setup.sh installs it) and oha from crates.io (`cargo install oha --locked`;
 #        the script installs it when missing, which takes several minutes). Debian has no wrk2.
 set -euo pipefail
@@ -39,7 +41,9 @@ PLACE_FIXED="${BENCH_PLACE_FIXED:-0 1 1}"
 LOG_LEVEL="${BENCH_SLUICE_LOG_LEVEL:-info}"
 OUT="${BENCH_OUT:-$ROOT/target/bench-overhead}"
 KEY="sk-bench-overhead"
-BODY='{"model":"bench","messages":[{"role":"user","content":"hi"}]}'
+DEFAULT_BODY='{"model":"bench","messages":[{"role":"user","content":"hi"}]}'
+BODY="${BENCH_BODY:-$DEFAULT_BODY}"
+PII="${BENCH_SLUICE_PII:-}"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 case "$TARGET_DIR" in /*) ;; *) TARGET_DIR="$ROOT/$TARGET_DIR" ;; esac
 
@@ -125,6 +129,7 @@ sluice:
   data_dir: $OUT/data
   cache: {enabled: false}
 EOF
+[ -z "$PII" ] || printf '  pii: {prompts: %s}\n' "$PII" >>"$OUT/sluice.yaml"
 SLUICE_URL="$(start sluice "sluice listening on" \
     env -u SLUICE_MASTER_KEY -u SLUICE_CONFIG -u RUST_LOG \
     "$SLUICE" serve --config "$OUT/sluice.yaml" --listen 127.0.0.1:0)"
