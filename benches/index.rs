@@ -19,7 +19,8 @@
 //! - fresh: a new point of a random topic (a miss: its nearest neighbour is a topic sibling).
 //!
 //! Everything is seeded. Knobs: `SLUICE_BENCH_INDEX_M` (max_nb_connection),
-//! `SLUICE_BENCH_INDEX_EFC` (ef_construction), `SLUICE_BENCH_INDEX_EF` (comma list of search ef),
+//! `SLUICE_BENCH_INDEX_EFC` (ef_construction), `SLUICE_BENCH_INDEX_KEEP_PRUNED=1`,
+//! `SLUICE_BENCH_INDEX_EF` (comma list of search ef),
 //! `SLUICE_BENCH_INDEX_DIR` (directory for the snapshot and store, default a temp dir),
 //! `SLUICE_BENCH_INDEX_STATS_ONLY=1` (print the data statistics and stop),
 //! `SLUICE_BENCH_INDEX_RESTART=1` (after the search figures, write the entries to RocksDB and time
@@ -517,6 +518,8 @@ fn run() -> Result<Fixture> {
         max_nb_connection: env_usize("SLUICE_BENCH_INDEX_M", defaults.max_nb_connection)?,
         ef_construction: env_usize("SLUICE_BENCH_INDEX_EFC", defaults.ef_construction)?,
         capacity_hint: n,
+        keep_pruned: std::env::var("SLUICE_BENCH_INDEX_KEEP_PRUNED")
+            .map_or(defaults.keep_pruned, |v| v == "1"),
     };
     let efs: Vec<usize> = match std::env::var("SLUICE_BENCH_INDEX_EF") {
         Ok(list) => list

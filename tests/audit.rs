@@ -310,30 +310,7 @@ async fn requests_and_admin_actions_are_recorded() {
         assert_eq!(r.status().as_u16(), 200);
         r.text().await.unwrap();
     }
-    let page = |q: String| {
-        let url = gw.url(&format!("/admin/audit?{q}"));
-        async move {
-            let v: Value = client()
-                .get(url)
-                .bearer_auth(MASTER)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            v["data"].as_array().unwrap().clone()
-        }
-    };
-    // The streamed request is written when its stream ends: give it a moment.
-    let mut requests = Vec::new();
-    for _ in 0..50 {
-        requests = page(format!("kind=request&key={id}")).await;
-        if requests.len() >= 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let requests = common::audit_records(&gw, MASTER, &format!("kind=request&key={id}"), 2).await;
     assert_eq!(requests.len(), 2, "{requests:?}");
     for r in &requests {
         let rec = &r["request"];
@@ -349,7 +326,7 @@ async fn requests_and_admin_actions_are_recorded() {
             "bodies are off by default: {rec}"
         );
     }
-    let admin = page("kind=admin".to_string()).await;
+    let admin = common::audit_records(&gw, MASTER, "kind=admin", 1).await;
     let created = admin
         .iter()
         .find(|r| r["admin"]["action"] == "key.create")
@@ -382,16 +359,7 @@ async fn bodies_are_logged_masked_with_log_bodies() {
         assert_eq!(r.status().as_u16(), 200);
         r.text().await.unwrap();
     }
-    // The streamed request is written when its stream ends: give it a moment.
-    let mut records = Vec::new();
-    for _ in 0..50 {
-        let (_, page) = get(&gw, Some(MASTER), "?kind=request").await;
-        records = page["data"].as_array().unwrap().clone();
-        if records.len() >= 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let records = common::audit_records(&gw, MASTER, "kind=request", 2).await;
     assert_eq!(records.len(), 2, "{records:?}");
     for r in &records {
         let body = &r["request"]["body"];

@@ -189,15 +189,7 @@ async fn prompts_and_answers_never_reach_the_disk_in_the_clear() {
         body["choices"][0]["message"]["content"],
         answer_text.as_str()
     );
-    let got: Value = client()
-        .get(gw.url(&format!("/v1/responses/{resp_id}")))
-        .bearer_auth(MASTER)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let got = common::get_json(&gw, MASTER, &format!("/v1/responses/{resp_id}")).await;
     assert_eq!(got["id"], resp_id.as_str());
     assert!(got.to_string().contains("velvet glaciers"), "{got}");
     stop(gw);

@@ -248,34 +248,21 @@ async fn a_tenant_sees_no_audit_records_and_each_record_names_its_own_key() {
     }
 
     // The admin's view filtered by a key holds exactly that key's requests.
-    let records = |key_id: String| {
-        let url = gw.url(&format!(
-            "/admin/audit?kind=request&key={key_id}&limit=1000"
-        ));
-        async move {
-            let v: Value = client()
-                .get(url)
-                .bearer_auth(MASTER)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            v["data"].as_array().unwrap().clone()
-        }
-    };
     // The streamed request is written when its stream ends.
-    let mut a_view = Vec::new();
-    let mut b_view = Vec::new();
-    for _ in 0..50 {
-        a_view = records(a_id.clone()).await;
-        b_view = records(b_id.clone()).await;
-        if a_view.len() >= 3 && b_view.len() >= 3 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let a_view = common::audit_records(
+        &gw,
+        MASTER,
+        &format!("kind=request&key={a_id}&limit=1000"),
+        3,
+    )
+    .await;
+    let b_view = common::audit_records(
+        &gw,
+        MASTER,
+        &format!("kind=request&key={b_id}&limit=1000"),
+        3,
+    )
+    .await;
     for (view, own_id, own, other) in [
         (&a_view, &a_id, &a_requests, &b_requests),
         (&b_view, &b_id, &b_requests, &a_requests),

@@ -376,23 +376,7 @@ async fn a_rate_limited_create_gets_an_error_event() {
     final_response(&response_events(&mut ws).await);
 
     // Each response on the socket is an audited request of its own, refusals included.
-    let mut records = Vec::new();
-    for _ in 0..50 {
-        let page: Value = client()
-            .get(gw.url("/admin/audit?kind=request"))
-            .bearer_auth(MASTER)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        records = page["data"].as_array().unwrap().clone();
-        if records.len() >= 4 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let records = common::audit_records(&gw, MASTER, "kind=request", 4).await;
     let mut turns: Vec<&Value> = records.iter().map(|r| &r["request"]).collect();
     turns.sort_by_key(|r| r["request_id"].as_str().unwrap().to_string());
     let statuses: Vec<u64> = turns

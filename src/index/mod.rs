@@ -58,6 +58,9 @@ pub struct IndexParams {
     pub ef_construction: usize,
     /// Expected number of entries: only pre-sizes tables, not a limit.
     pub capacity_hint: usize,
+    /// Fill neighbour lists with the candidates the selection heuristic pruned (hnsw_rs'
+    /// `keep_pruned`): more links between tight clusters, for recall on clustered data.
+    pub keep_pruned: bool,
 }
 
 impl Default for IndexParams {
@@ -66,6 +69,7 @@ impl Default for IndexParams {
             max_nb_connection: 16,
             ef_construction: 100,
             capacity_hint: 100_000,
+            keep_pruned: false,
         }
     }
 }
@@ -125,7 +129,8 @@ impl VectorIndex {
         Self::from_hnsw(hnsw, params)
     }
 
-    fn from_hnsw(hnsw: Hnsw<'static, f32, CosineDistance>, params: IndexParams) -> Self {
+    fn from_hnsw(mut hnsw: Hnsw<'static, f32, CosineDistance>, params: IndexParams) -> Self {
+        hnsw.set_keeping_pruned(params.keep_pruned);
         VectorIndex {
             hnsw,
             insert_gate: RwLock::new(()),

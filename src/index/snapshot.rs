@@ -367,6 +367,8 @@ impl VectorIndex {
             max_nb_connection: hnsw.get_max_nb_connection() as usize,
             ef_construction: hnsw.get_ef_construction(),
             capacity_hint: count,
+            // Not in the dump: inserts after a load link as a fresh index would.
+            keep_pruned: IndexParams::default().keep_pruned,
         };
         Ok(Some((VectorIndex::from_hnsw(hnsw, params), last_id)))
     }

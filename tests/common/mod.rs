@@ -200,3 +200,34 @@ pub async fn post_json(
 ) -> reqwest::Response {
     client().post(gw.url(path)).json(body).send().await.unwrap()
 }
+
+/// GETs `path` with `key` as the bearer token; the JSON body (`Null` if it is not JSON).
+pub async fn get_json(gw: &TestGateway, key: &str, path: &str) -> serde_json::Value {
+    let r = client()
+        .get(gw.url(path))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    r.json().await.unwrap_or(serde_json::Value::Null)
+}
+
+/// The records of `GET /admin/audit?{query}` read with `key`, asked again until there are at
+/// least `min` (a streamed or WebSocket request is written when its stream ends) or 5 s pass.
+pub async fn audit_records(
+    gw: &TestGateway,
+    key: &str,
+    query: &str,
+    min: usize,
+) -> Vec<serde_json::Value> {
+    let mut records = Vec::new();
+    for _ in 0..50 {
+        let page = get_json(gw, key, &format!("/admin/audit?{query}")).await;
+        records = page["data"].as_array().cloned().unwrap_or_default();
+        if records.len() >= min {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    records
+}
