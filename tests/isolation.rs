@@ -14,7 +14,6 @@ mod common;
 use common::fake_openai::FakeOpenAi;
 use common::{client, config_for, TestGateway};
 use serde_json::{json, Value};
-use std::time::Duration;
 
 const MASTER: &str = "mk-isolation";
 
