@@ -615,6 +615,7 @@ async fn requests_show_in_overview_tail_deployments_and_spend() {
     assert_eq!(dep["error_rate"], 0.0);
     assert_eq!(dep["share"], 1.0);
     assert_eq!(dep["cooling_down"], false);
+    assert_eq!(dep["cooldown_remaining_s"], Value::Null);
     assert!(dep["ttft_p50_ms"].as_f64().is_some(), "{dep}");
 
     let (s, sp) = call(

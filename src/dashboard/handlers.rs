@@ -320,8 +320,7 @@ async fn deployments(
                     "share": (group_requests > 0)
                         .then(|| h.requests as f64 / group_requests as f64),
                     "cooling_down": snap.cooling_down,
-                    // The router does not expose when a cooldown ends.
-                    "cooldown_remaining_s": Value::Null,
+                    "cooldown_remaining_s": snap.cooldown_remaining.map(|d| d.as_secs_f64()),
                 })
             })
             .collect();

@@ -46,6 +46,8 @@ pub struct Snapshot {
     pub minute_tokens: u64,
     /// Whether the deployment is cooling down.
     pub cooling_down: bool,
+    /// How long the cooldown still lasts (`None` when not cooling down).
+    pub cooldown_remaining: Option<Duration>,
 }
 
 /// Decrements the in-flight count when the call ends, however it ends.
@@ -144,6 +146,10 @@ impl Health {
             minute_requests: g.window_requests,
             minute_tokens: g.window_tokens,
             cooling_down: g.cooling_down(now),
+            cooldown_remaining: g
+                .cooldown_until
+                .and_then(|t| t.checked_duration_since(now))
+                .filter(|d| !d.is_zero()),
         }
     }
 }
@@ -183,6 +189,9 @@ mod tests {
         );
         assert!(h.cooling_down(t0 + Duration::from_secs(1)));
         assert!(!h.cooling_down(t0 + Duration::from_secs(6)), "recovers");
+        let at = |s: u64| h.snapshot(t0 + Duration::from_secs(s)).cooldown_remaining;
+        assert_eq!(at(1), Some(Duration::from_secs(4)));
+        assert_eq!(at(6), None);
         assert!(h.snapshot(t0).error_rate > 0.5);
         h.record_success(None, Some(Duration::from_millis(100)));
         assert!(h.snapshot(t0).error_rate < 0.5);
