@@ -212,6 +212,21 @@ async fn login_session_csrf_and_logout() {
     let master = login(&gw, MASTER).await;
     assert_eq!(master.body["role"], "admin");
     assert_eq!(master.body["key_id"], "master");
+    // Both attempts are in the audit log, without the key that was tried.
+    let logins = common::audit_records(&gw, MASTER, "kind=admin", 2).await;
+    let actions: Vec<(&str, &str)> = logins
+        .iter()
+        .map(|r| {
+            let a = &r["admin"];
+            (a["actor"].as_str().unwrap(), a["action"].as_str().unwrap())
+        })
+        .collect();
+    assert!(
+        actions.contains(&("unauthenticated", "ui.login.failed")),
+        "{actions:?}"
+    );
+    assert!(actions.contains(&("master", "ui.login")), "{actions:?}");
+    assert!(!serde_json::to_string(&logins).unwrap().contains("mk-wrong"));
     let (s, b) = call(
         &gw,
         Method::GET,

@@ -5,6 +5,7 @@ use super::rollup::{self, Bucket, Range};
 use super::session::{self, Who};
 use super::{assets, now_ms, tail};
 use crate::api::read_json;
+use crate::audit::AdminRecord;
 use crate::auth::{authenticate, authenticate_key, Principal};
 use crate::error::ApiError;
 use crate::providers::ProviderKind;
@@ -139,7 +140,14 @@ async fn login(
         ));
     }
     let body: LoginBody = read_json(&req, payload, &state).await?;
-    let principal = authenticate_key(&state, body.key.trim())?;
+    let principal = authenticate_key(&state, body.key.trim()).inspect_err(|_| {
+        // Failed logins are evidence too (never the key that was tried).
+        state.audit.record_admin(AdminRecord {
+            actor: "unauthenticated".into(),
+            action: "ui.login.failed".into(),
+            ..AdminRecord::default()
+        });
+    })?;
     let who = match &principal {
         Principal::Master => Who::Master,
         Principal::Open => Who::Open,
@@ -151,6 +159,12 @@ async fn login(
     }
     let (token, s) = state.dashboard.sessions.create(who);
     tracing::info!(key_id = %principal.key_id(), role = role(&principal), "dashboard login");
+    state.audit.record_admin(AdminRecord {
+        actor: principal.key_id().to_string(),
+        action: "ui.login".into(),
+        after: Some(json!({"role": role(&principal)})),
+        ..AdminRecord::default()
+    });
     Ok(HttpResponse::Ok()
         .insert_header((
             header::SET_COOKIE,
