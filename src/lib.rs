@@ -26,6 +26,9 @@ pub mod crypto;
 pub mod dashboard;
 pub mod embed;
 pub mod error;
+/// Entry points for the `cargo fuzz` targets in `fuzz/`; not an API.
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod index;
 pub mod keys;
 pub mod limits;

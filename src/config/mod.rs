@@ -202,7 +202,13 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        Self::from_yaml(&text, &env::ProcessEnv)
+        Self::from_yaml_str(&text)
+    }
+
+    /// Parses and validates config YAML text exactly as [`Config::load`] does for a file
+    /// (`os.environ/NAME` read from the process environment).
+    pub fn from_yaml_str(text: &str) -> Result<Config, ConfigError> {
+        Self::from_yaml(text, &env::ProcessEnv)
     }
 
     /// The built-in config: the mock model groups, plus OpenAI's when `OPENAI_API_KEY` is set.

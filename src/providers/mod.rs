@@ -5,7 +5,7 @@
 
 pub(crate) mod anthropic;
 mod azure;
-mod gemini;
+pub(crate) mod gemini;
 mod kind;
 mod mock;
 mod openai;

@@ -7,8 +7,8 @@
 
 pub(crate) mod inbound;
 pub(crate) mod inbound_stream;
-mod outbound;
-mod stream;
+pub(crate) mod outbound;
+pub(crate) mod stream;
 pub(crate) mod wire;
 
 use super::openai::transport_error;

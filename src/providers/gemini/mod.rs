@@ -5,8 +5,8 @@
 //! conversions live in `translate` (pure), the stream conversion in `stream`, Gemini's types in
 //! `wire`.
 
-mod stream;
-mod translate;
+pub(crate) mod stream;
+pub(crate) mod translate;
 mod wire;
 
 use super::openai::{read_capped, retry_after, transport_error, MAX_ERROR_BODY};
