@@ -11,7 +11,12 @@
 #          scripts/soak_driver.py verify checks spend, audit and cache for each of them; then a
 #          clean stop and `sluice audit verify` on the data dir. PASS/FAIL per check.
 #
-# Usage: scripts/soak.sh [--soak | --kill]      (default: both)
+#   pii  : (only with --pii) end-to-end cost of the PII guard: the same ~2 KB chat request with
+#          an e-mail, a phone number and a card number, cache off, upstream delay 0, through
+#          Sluice with sluice.pii.prompts off and then mask; c=1 and c=32 for SOAK_PII_SECONDS
+#          (default 30) each; p50/p99 and the difference.
+#
+# Usage: scripts/soak.sh [--soak | --kill | --pii]      (default: soak then kill)
 # Env:   SOAK_SECONDS=600  SOAK_WARMUP=120 (s before the RSS reference and latency counting)
 #        SOAK_CONCURRENCY=32  SOAK_HIT_RATIO=0.5  SOAK_POOL=500 (repeated prompts)
 #        SOAK_UPSTREAM_DELAY_MS=20 (the mock's answer latency)
@@ -23,13 +28,15 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 MODE="${1:-all}"
-case "$MODE" in all | --soak | --kill) ;; *) echo "usage: $0 [--soak | --kill]" >&2; exit 2 ;; esac
+case "$MODE" in all | --soak | --kill | --pii) ;; *) echo "usage: $0 [--soak | --kill | --pii]" >&2; exit 2 ;; esac
 DURATION="${SOAK_SECONDS:-600}"
 WARMUP="${SOAK_WARMUP:-120}"
 CONC="${SOAK_CONCURRENCY:-32}"
 HIT_RATIO="${SOAK_HIT_RATIO:-0.5}"
 POOL="${SOAK_POOL:-500}"
 DELAY_MS="${SOAK_UPSTREAM_DELAY_MS:-20}"
+[ "$MODE" = --pii ] && DELAY_MS=0
+PII_SECONDS="${SOAK_PII_SECONDS:-30}"
 MAX_ENTRIES="${SOAK_MAX_ENTRIES:-20000}"
 KILL_AFTER="${SOAK_KILL_AFTER:-30}"
 PII="${SOAK_PII:-}"
@@ -85,6 +92,54 @@ start_sluice() {
 RESULT=0
 MACHINE="$(nproc) CPUs, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 log "machine: $MACHINE; mock upstream $MOCK_URL, delay ${DELAY_MS} ms"
+
+if [ "$MODE" = --pii ]; then
+    python3 - "$OUT/pii-body.json" <<'PY'
+import json, sys
+prose = ("The quarterly report covers 3 regions and 12 product lines. Revenue grew by 4.5% to $1,299.99 "
+         "per seat, shipped on 2024-01-15 in version 2.3.1 of the client. Please summarise the main risks, "
+         "list the open questions for the board, and suggest two follow-ups for the team meeting on Friday "
+         "at 10:30. ") * 7
+user = prose[:1700] + (" Send the summary to jane.doe@example.com, call me on +44 20 7946 0958 if anything "
+                       "is unclear, and charge the usual card 4111 1111 1111 1111.")
+json.dump({"model": "soak", "messages": [
+    {"role": "system", "content": "You are a concise assistant for a finance team. Answer in plain English."},
+    {"role": "user", "content": user}]}, open(sys.argv[1], "w"))
+PY
+    : >"$OUT/pii.tsv"
+    for policy in off mask; do
+        PII="$policy"
+        config "$OUT/pii-$policy.yaml" "$OUT/pii-$policy-data" ""
+        sed -i 's|  cache: {.*}|  cache: {enabled: false}|' "$OUT/pii-$policy.yaml"
+        URL="$(start_sluice "$OUT/pii-$policy.yaml")"
+        for c in 1 32; do
+            log "pii $policy: c=$c, ${PII_SECONDS} s"
+            "${DRIVER[@]}" load --url "$URL" --key "$KEY" --concurrency "$c" --seconds 3 \
+                --body-file "$OUT/pii-body.json" >/dev/null
+            "${DRIVER[@]}" load --url "$URL" --key "$KEY" --concurrency "$c" --seconds "$PII_SECONDS" \
+                --body-file "$OUT/pii-body.json" >"$OUT/pii-$policy-c$c.json"
+            python3 -c "
+import json; s = json.load(open('$OUT/pii-$policy-c$c.json'))
+print('\t'.join(map(str, ['$policy', $c, s['p50_ms'], s['p99_ms'], s['rps'], s['errors']])))" >>"$OUT/pii.tsv"
+        done
+        proc_stop sluice
+    done
+    python3 - "$OUT/pii.tsv" <<'PY' | tee "$OUT/pii.md"
+import sys
+rows = {}
+for line in open(sys.argv[1]):
+    policy, c, p50, p99, rps, errs = line.split("\t")
+    rows[(policy, c)] = (float(p50), float(p99), float(rps), int(errs))
+print("| load | p50 off ms | p50 mask ms | added p50 ms | p99 off ms | p99 mask ms | added p99 ms | req/s off / mask | errors |")
+print("|---|---:|---:|---:|---:|---:|---:|---|---|")
+for c in ("1", "32"):
+    o, m = rows[("off", c)], rows[("mask", c)]
+    print(f"| c={c} | {o[0]:.3f} | {m[0]:.3f} | {m[0] - o[0]:+.3f} | {o[1]:.3f} | {m[1]:.3f} | {m[1] - o[1]:+.3f} "
+          f"| {o[2]:,.0f} / {m[2]:,.0f} | {o[3] + m[3]} |")
+PY
+    log "outputs in $OUT"
+    exit 0
+fi
 
 if [ "$MODE" != --kill ]; then
     config "$OUT/soak.yaml" "$OUT/soak-data" "$MAX_ENTRIES"

@@ -135,6 +135,7 @@ async def load(a):
     acks = open(a.acks, "w") if a.acks else None
     counter = [0]
     killed_at = [None]
+    fixed = json.load(open(a.body_file)) if a.body_file else None
     start = time.monotonic()
     deadline = start + a.seconds
     rss = []
@@ -148,7 +149,7 @@ async def load(a):
                 prompt = pool_prompt(wrng.randrange(a.pool))
             else:
                 prompt = unique_prompt(wrng, counter[0])
-            body = {"model": a.model, "messages": [{"role": "user", "content": prompt}]}
+            body = fixed or {"model": a.model, "messages": [{"role": "user", "content": prompt}]}
             t0 = time.monotonic()
             try:
                 status, headers, payload = await asyncio.wait_for(
@@ -221,8 +222,8 @@ async def load(a):
         "rps": round(stats["requests"] / elapsed, 1) if elapsed else 0,
         "errors": stats["non_2xx"] + stats["socket_errors"],
         "hit_ratio": round(hits / stats["ok"], 4) if stats["ok"] else 0,
-        "p50_ms": round(percentile(latencies, 50) * 1e3, 2),
-        "p99_ms": round(percentile(latencies, 99) * 1e3, 2),
+        "p50_ms": round(percentile(latencies, 50) * 1e3, 3),
+        "p99_ms": round(percentile(latencies, 99) * 1e3, 3),
         "rss": rss,
         "killed": killed_at[0] is not None,
     })
@@ -316,6 +317,7 @@ def main():
     p.add_argument("--rss-every", type=float, default=10)
     p.add_argument("--kill-pid", type=int, default=0)
     p.add_argument("--kill-after", type=float, default=30)
+    p.add_argument("--body-file", help="send this JSON body every time (latency runs)")
     p.add_argument("--acks", help="JSON lines of acknowledged answers (written by load, read by verify)")
     a = p.parse_args()
     asyncio.run(load(a) if a.mode == "load" else verify(a))
