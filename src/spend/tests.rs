@@ -541,3 +541,71 @@ fn a_budget_spent_before_a_crash_still_refuses_after_it() {
     clock.advance(3_600 * 1_000);
     assert!(again.check(&p).is_ok());
 }
+
+#[test]
+fn records_racing_flushes_are_counted_exactly_once_after_a_crash() {
+    let budgets = BudgetsConfig {
+        global: Some(Budget {
+            max_budget: 1e9,
+            duration_secs: None,
+        }),
+        ..BudgetsConfig::default()
+    };
+    let Fixture { spend, clock, dir } = fixture(budgets.clone());
+    let p = payer(None, Some("racer"));
+    let stop = Arc::new(AtomicBool::new(false));
+    let flusher = {
+        let (spend, stop) = (Arc::clone(&spend), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut flushes = 0u32;
+            while !stop.load(Ordering::Acquire) {
+                spend.flush().unwrap();
+                flushes += 1;
+            }
+            flushes
+        })
+    };
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let (spend, p) = (Arc::clone(&spend), p.clone());
+            std::thread::spawn(move || {
+                for _ in 0..500 {
+                    spend.record(
+                        &p,
+                        &Charge {
+                            group: "g",
+                            usage: usage(10, 5),
+                            cost_usd: 0.5,
+                            cache_hit: false,
+                        },
+                    );
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    stop.store(true, Ordering::Release);
+    assert!(flusher.join().unwrap() > 0);
+    // And one more that no flush saw.
+    spend.record(
+        &p,
+        &Charge {
+            group: "g",
+            usage: usage(10, 5),
+            cost_usd: 0.5,
+            cache_hit: false,
+        },
+    );
+
+    let again = crash_and_reopen(spend, dir.path(), &clock, budgets);
+    let users = again
+        .report(GroupBy::User, "2026-11-25", "2026-11-25")
+        .unwrap();
+    assert_eq!(users[0].totals.requests, 2_001);
+    assert!((users[0].totals.spend_usd - 1_000.5).abs() < 1e-6);
+    // The global window holds the same 1,000.5 USD: exactly the rest of the budget passes.
+    assert!(again.check_with(&p, 1e9 - 1_000.5).is_ok());
+    assert!(again.check_with(&p, 1e9 - 999.0).is_err());
+}
