@@ -14,8 +14,8 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 use rocksdb::{
-    ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Direction, IteratorMode, Options,
-    WriteBatch, WriteOptions, DB,
+    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Direction,
+    IteratorMode, Options, WriteBatch, WriteOptions, DB,
 };
 
 use super::{CacheStore, EntryRecord, ExactKey, StoreError};
@@ -86,6 +86,13 @@ const META_KEY_IDS: &[u8] = b"encryption_key_ids";
 /// Records re-sealed per write batch of the rotation pass (writes to sealed families wait
 /// meanwhile, so the batch stays small).
 const RESEAL_BATCH: usize = 256;
+
+/// Memory all column families' memtables may hold together before RocksDB flushes them.
+const MEMTABLE_BUDGET: usize = 32 << 20;
+/// Writes one column family buffers before its memtable is flushed (RocksDB's default: 64 MB).
+const CF_WRITE_BUFFER: usize = 8 << 20;
+/// The block cache every column family shares (RocksDB's default: one per family).
+const BLOCK_CACHE_BYTES: usize = 32 << 20;
 
 /// What [`Store::reseal_all`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -184,10 +191,21 @@ impl Store {
         db_opts.set_keep_log_file_num(4);
         // Built without compression libraries (default-features = false): say so explicitly.
         db_opts.set_compression_type(DBCompressionType::None);
+        // Bounded memory: RocksDB's defaults let each of the column families buffer 64 MB of
+        // writes (and keep its own block cache), so a long-running gateway's RSS kept growing
+        // until far more than it needs. One budget for all memtables, flushed early, and one
+        // shared block cache keep it flat; the WAL is trimmed once the memtables are flushed.
+        db_opts.set_db_write_buffer_size(MEMTABLE_BUDGET);
+        db_opts.set_max_total_wal_size(2 * MEMTABLE_BUDGET as u64);
+        let block_cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES);
+        let mut table = BlockBasedOptions::default();
+        table.set_block_cache(&block_cache);
 
         let descriptors = Cf::ALL.iter().map(|cf| {
             let mut cf_opts = Options::default();
             cf_opts.set_compression_type(DBCompressionType::None);
+            cf_opts.set_write_buffer_size(CF_WRITE_BUFFER);
+            cf_opts.set_block_based_table_factory(&table);
             ColumnFamilyDescriptor::new(cf.name(), cf_opts)
         });
         let db = DB::open_cf_descriptors(&db_opts, dir, descriptors)?;

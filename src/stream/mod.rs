@@ -141,6 +141,12 @@ impl Stream for Tee {
                             out.extend_from_slice(&event);
                         }
                     }
+                    if this.saw_done {
+                        // Spend and the write-back are recorded before the client can hold
+                        // `[DONE]`: an acknowledged answer is an accounted one, even if the
+                        // upstream keeps its connection open or the process dies next.
+                        this.finish(false);
+                    }
                     if !out.is_empty() {
                         return Poll::Ready(Some(Ok(out.freeze())));
                     }
@@ -171,5 +177,46 @@ impl Drop for Tee {
     fn drop(&mut self) {
         // Dropped before the end: the client disconnected; dropping `inner` cancels upstream.
         self.finish(true);
+    }
+}
+
+#[cfg(test)]
+mod tee_tests {
+    use super::*;
+    use futures_util::StreamExt;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn the_answer_is_accounted_before_done_reaches_the_client() {
+        let finished = Arc::new(AtomicBool::new(false));
+        let seen = Arc::clone(&finished);
+        let chunk = r#"{"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":"stop"}]}"#;
+        let frames: Vec<Result<Bytes, UpstreamError>> = vec![
+            Ok(Bytes::from(format!("data: {chunk}\n\n"))),
+            Ok(Bytes::from_static(b"data: [DONE]\n\n")),
+        ];
+        // An upstream that keeps its connection open after `[DONE]`.
+        let upstream = futures_util::stream::iter(frames).chain(futures_util::stream::pending());
+        let mut tee = Tee::new(
+            Box::pin(upstream),
+            false,
+            Box::new(move |o: StreamOutcome| {
+                assert!(o.clean);
+                seen.store(true, Ordering::SeqCst);
+            }),
+        );
+        let mut body = Vec::new();
+        while !body.ends_with(b"data: [DONE]\n\n") {
+            let Some(Ok(b)) = tee.next().await else {
+                break;
+            };
+            body.extend_from_slice(&b);
+        }
+        assert!(body.ends_with(b"data: [DONE]\n\n"));
+        assert!(
+            finished.load(Ordering::SeqCst),
+            "on_finish ran before [DONE] was handed out"
+        );
     }
 }
