@@ -11,6 +11,7 @@ proc_die() { echo "${0##*/}: error: $*" >&2; exit 1; }
 
 proc_start() {
     local name="$1" pattern="$2"; shift 2
+    : >"$OUT/$name.stdout" # exists before the first read below, however the start is scheduled
     "$@" >"$OUT/$name.stdout" 2>"$OUT/$name.stderr" </dev/null &
     local pid=$!
     echo "$pid" >"$OUT/$name.pid"
