@@ -45,6 +45,10 @@ const HIT_THRESHOLD: f32 = 0.8;
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
+// The allocator of the `sluice` binary: build, snapshot load and search allocate per point.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn env_usize(name: &str, default: usize) -> Result<usize> {
     match std::env::var(name) {
         Ok(v) => Ok(v.replace('_', "").parse()?),
