@@ -22,6 +22,8 @@
 //! `SLUICE_BENCH_INDEX_EFC` (ef_construction), `SLUICE_BENCH_INDEX_KEEP_PRUNED=1`,
 //! `SLUICE_BENCH_INDEX_EF` (comma list of search ef),
 //! `SLUICE_BENCH_INDEX_DIR` (directory for the snapshot and store, default a temp dir),
+//! `SLUICE_BENCH_INDEX_REUSE=1` (load the snapshot an earlier run left in that directory instead
+//! of building, and reuse its store for the restart phase),
 //! `SLUICE_BENCH_INDEX_STATS_ONLY=1` (print the data statistics and stop),
 //! `SLUICE_BENCH_INDEX_RESTART=1` (after the search figures, write the entries to RocksDB and time
 //! `CacheEngine::open` to ready and to the full graph; needs the model), and the generator's
@@ -572,7 +574,55 @@ fn run() -> Result<Fixture> {
         above(&truth_fresh)
     );
 
-    // Build: batches of 10k through insert_batch (rayon, all cores).
+    let tmp = tempfile::tempdir()?;
+    let root = std::env::var_os("SLUICE_BENCH_INDEX_DIR")
+        .map_or_else(|| tmp.path().to_path_buf(), std::path::PathBuf::from);
+    let dir = root.join("index");
+    let reuse = std::env::var_os("SLUICE_BENCH_INDEX_REUSE").is_some();
+    let index = if reuse {
+        // The snapshot an earlier run with the same N and seed saved in `dir`: times the load
+        // (what the engine's background loader does) in place of a build.
+        let t = Instant::now();
+        let (loaded, last_id) = VectorIndex::load(&dir)?
+            .ok_or("SLUICE_BENCH_INDEX_REUSE: no snapshot in SLUICE_BENCH_INDEX_DIR/index")?;
+        println!(
+            "snapshot load (reused): {:.1?}, {} points, last_id {last_id}, params {:?}",
+            t.elapsed(),
+            loaded.len(),
+            loaded.params()
+        );
+        if loaded.len() != n {
+            return Err(format!("the snapshot holds {} points, not N={n}", loaded.len()).into());
+        }
+        loaded
+    } else {
+        build(params, &base, threads)?
+    };
+    search_table(
+        &index,
+        &efs,
+        &paraphrases,
+        &truth_para,
+        &fresh,
+        &truth_fresh,
+    );
+    if !reuse {
+        save_and_load(&index, &dir, n, &paraphrases)?;
+    }
+    if std::env::var_os("SLUICE_BENCH_INDEX_RESTART").is_some() {
+        restart(&root, &base)?;
+    }
+
+    Ok(Fixture {
+        index,
+        paraphrases,
+        fresh,
+    })
+}
+
+/// Builds the index from `base` in batches of 10k through `insert_batch` (rayon, all cores).
+fn build(params: IndexParams, base: &[Vec<f32>], threads: usize) -> Result<VectorIndex> {
+    let n = base.len();
     let rss_before = rss_bytes();
     let index = VectorIndex::new(params);
     let t = Instant::now();
@@ -608,12 +658,24 @@ fn run() -> Result<Fixture> {
         rss_after.saturating_sub(rss_before) as f64 / (1 << 20) as f64,
         DIMS * 4
     );
+    Ok(index)
+}
 
+/// Search latency and recall@1 against brute force for each `ef`, k=1 and k=10.
+fn search_table(
+    index: &VectorIndex,
+    efs: &[usize],
+    paraphrases: &[Vec<f32>],
+    truth_para: &[(usize, f32)],
+    fresh: &[Vec<f32>],
+    truth_fresh: &[(usize, f32)],
+) {
+    let above = |truth: &[(usize, f32)]| truth.iter().filter(|(_, s)| *s >= HIT_THRESHOLD).count();
     println!("search (1 thread), recall@1 vs brute force; 'fresh >= 0.8' counts only fresh queries whose true nearest has cosine >= {HIT_THRESHOLD} (the ones a cache could hit):");
     println!("  k  ef   p50 us  p99 us  recall@1 para  recall@1 fresh  recall@1 fresh>=0.8");
-    let fresh_above = above(&truth_fresh);
+    let fresh_above = above(truth_fresh);
     for &k in &[1usize, 10] {
-        for &ef in &efs {
+        for &ef in efs {
             let mut lat = Vec::with_capacity(2 * QUERIES_PER_SET);
             let mut hits = [0usize; 3];
             for (set, (queries, truth)) in [(&paraphrases, &truth_para), (&fresh, &truth_fresh)]
@@ -643,22 +705,25 @@ fn run() -> Result<Fixture> {
             );
         }
     }
+}
 
-    // Snapshot: save, then load as the background loader does (manifest check + blake3 +
-    // hnsw_rs reload), timed by phase.
-    let tmp = tempfile::tempdir()?;
-    let root = std::env::var_os("SLUICE_BENCH_INDEX_DIR")
-        .map_or_else(|| tmp.path().to_path_buf(), std::path::PathBuf::from);
-    let dir = root.join("index");
+/// Snapshot save, then load as the background loader does (manifest check + blake3 + hnsw_rs
+/// reload), and a check that the loaded graph answers as the built one.
+fn save_and_load(
+    index: &VectorIndex,
+    dir: &std::path::Path,
+    n: usize,
+    paraphrases: &[Vec<f32>],
+) -> Result<()> {
     let t = Instant::now();
-    let info = index.save(&dir, id_of(n - 1))?;
+    let info = index.save(dir, id_of(n - 1))?;
     println!(
         "snapshot save: {:.1?} ({:.0} MiB)",
         t.elapsed(),
         info.bytes as f64 / (1 << 20) as f64
     );
     let t = Instant::now();
-    let loaded = VectorIndex::load(&dir)?;
+    let loaded = VectorIndex::load(dir)?;
     let load = t.elapsed();
     match loaded {
         Some((loaded, last_id)) => {
@@ -678,16 +743,7 @@ fn run() -> Result<Fixture> {
         }
         None => println!("snapshot load: no snapshot found"),
     }
-
-    if std::env::var_os("SLUICE_BENCH_INDEX_RESTART").is_some() {
-        restart(&root, &base)?;
-    }
-
-    Ok(Fixture {
-        index,
-        paraphrases,
-        fresh,
-    })
+    Ok(())
 }
 
 /// Restart-to-ready of the cache engine over `base` stored as cache entries, with the snapshot
@@ -708,7 +764,14 @@ fn restart(root: &std::path::Path, base: &[Vec<f32>]) -> Result<()> {
     })
     .to_string();
     let t = Instant::now();
-    {
+    let reuse_db = std::env::var_os("SLUICE_BENCH_INDEX_REUSE").is_some()
+        && root.join("db").join("CURRENT").exists();
+    if reuse_db {
+        println!(
+            "restart: reusing the entries already in {}",
+            root.join("db").display()
+        );
+    } else {
         let store = Store::open_with(&root.join("db"), StoreOptions { sync_writes: false })?;
         let now = now_ms();
         for (i, v) in base.iter().enumerate() {
@@ -739,13 +802,13 @@ fn restart(root: &std::path::Path, base: &[Vec<f32>]) -> Result<()> {
         let model = sluice::embed::EmbedConfig::default().model;
         store.put_setting("cache.embedding_model", model.as_str().as_bytes())?;
         store.sync()?;
+        println!(
+            "restart: wrote {} entries to RocksDB in {:.1?} ({:.0} MiB on disk)",
+            base.len(),
+            t.elapsed(),
+            dir_bytes(&root.join("db")) as f64 / (1 << 20) as f64
+        );
     }
-    println!(
-        "restart: wrote {} entries to RocksDB in {:.1?} ({:.0} MiB on disk)",
-        base.len(),
-        t.elapsed(),
-        dir_bytes(&root.join("db")) as f64 / (1 << 20) as f64
-    );
 
     let t = Instant::now();
     let engine = CacheEngine::open(CacheOptions {
