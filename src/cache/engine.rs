@@ -9,7 +9,7 @@
 //! in. Until then exact hits and small scopes (compared one by one) are served as usual, and
 //! semantic lookups in larger scopes are misses, never wrong answers.
 
-use super::entry::{now_ms, CacheEntry};
+use super::entry::{now_ms, CacheEntry, EntryHead};
 use super::key::CacheKeys;
 use super::settings::CacheSettings;
 use super::verify::{verify, Verdict, VerifyConfig};
@@ -127,12 +127,32 @@ struct Meta {
 
 impl Meta {
     fn of(entry: &CacheEntry, bytes: usize, last_access_ms: u64) -> Self {
+        Self::new(
+            &entry.namespace,
+            &entry.model_group,
+            entry.exact,
+            entry.scope,
+            entry.expires_ms,
+            bytes,
+            last_access_ms,
+        )
+    }
+
+    fn new(
+        namespace: &str,
+        group: &str,
+        exact: [u8; 32],
+        scope: Option<[u8; 32]>,
+        expires_ms: u64,
+        bytes: usize,
+        last_access_ms: u64,
+    ) -> Self {
         Self {
-            namespace: entry.namespace.clone(),
-            group: entry.model_group.clone(),
-            exact: entry.exact,
-            scope: entry.scope,
-            expires_ms: entry.expires_ms,
+            namespace: namespace.to_string(),
+            group: group.to_string(),
+            exact,
+            scope,
+            expires_ms,
             bytes: bytes as u64,
             last_access_ms: AtomicU64::new(last_access_ms),
         }
@@ -411,7 +431,8 @@ impl CacheEngine {
         let mut expired = Vec::new();
         for record in store.entries_from(0) {
             let (id, bytes) = record?;
-            let entry = match CacheEntry::decode(&bytes) {
+            // The head only: at 1M entries, copying every answer and vector doubled the scan.
+            let entry = match EntryHead::decode(&bytes) {
                 Ok(e) => e,
                 Err(detail) => {
                     tracing::warn!(id, %detail, "skipping undecodable cache entry");
@@ -422,7 +443,18 @@ impl CacheEngine {
                 expired.push((id, entry.exact));
                 continue;
             }
-            live.insert(id, Meta::of(&entry, bytes.len(), entry.created_ms));
+            live.insert(
+                id,
+                Meta::new(
+                    entry.namespace,
+                    entry.model_group,
+                    entry.exact,
+                    entry.scope,
+                    entry.expires_ms,
+                    bytes.len(),
+                    entry.created_ms,
+                ),
+            );
             if entry.embedding.is_some() {
                 with_vector.push(id);
             }
