@@ -610,7 +610,7 @@ fn run() -> Result<Fixture> {
         save_and_load(&index, &dir, n, &paraphrases)?;
     }
     if std::env::var_os("SLUICE_BENCH_INDEX_RESTART").is_some() {
-        restart(&root, &base)?;
+        restart(&root, &base, reuse)?;
     }
 
     Ok(Fixture {
@@ -749,7 +749,8 @@ fn save_and_load(
 /// Restart-to-ready of the cache engine over `base` stored as cache entries, with the snapshot
 /// just saved in `root/index`: writes the entries to `root/db`, then times `CacheEngine::open`
 /// (ready to serve) and the background load of the graph (semantic lookups in large scopes).
-fn restart(root: &std::path::Path, base: &[Vec<f32>]) -> Result<()> {
+/// With `reuse`, entries an earlier run left in `root/db` are used as they are.
+fn restart(root: &std::path::Path, base: &[Vec<f32>], reuse: bool) -> Result<()> {
     use sluice::cache::entry::{now_ms, CacheEntry, EntryHead};
     use sluice::cache::{CacheEngine, CacheOptions, CacheSettings};
     use sluice::store::{CacheStore, Store, StoreOptions};
@@ -764,8 +765,7 @@ fn restart(root: &std::path::Path, base: &[Vec<f32>]) -> Result<()> {
     })
     .to_string();
     let t = Instant::now();
-    let reuse_db = std::env::var_os("SLUICE_BENCH_INDEX_REUSE").is_some()
-        && root.join("db").join("CURRENT").exists();
+    let reuse_db = reuse && root.join("db").join("CURRENT").exists();
     if reuse_db {
         println!(
             "restart: reusing the entries already in {}",

@@ -9,7 +9,7 @@
 //! in. Until then exact hits and small scopes (compared one by one) are served as usual, and
 //! semantic lookups in larger scopes are misses, never wrong answers.
 
-use super::entry::{now_ms, CacheEntry, EntryHead};
+use super::entry::{expired_at, now_ms, CacheEntry, EntryHead};
 use super::key::CacheKeys;
 use super::settings::CacheSettings;
 use super::verify::{verify, Verdict, VerifyConfig};
@@ -682,8 +682,7 @@ impl CacheEngine {
     /// Whether `id` is live (not deleted, not expired) and in `scope`.
     fn servable(live: &Live, id: u64, scope: Option<&[u8; 32]>, now: u64) -> bool {
         live.entries.get(&id).is_some_and(|m| {
-            (m.expires_ms == 0 || now < m.expires_ms)
-                && scope.is_none_or(|s| m.scope.as_ref() == Some(s))
+            !expired_at(m.expires_ms, now) && scope.is_none_or(|s| m.scope.as_ref() == Some(s))
         })
     }
 
@@ -1084,7 +1083,7 @@ impl CacheEngine {
             .read()
             .entries
             .iter()
-            .filter(|(_, m)| m.expires_ms != 0 && now >= m.expires_ms)
+            .filter(|(_, m)| expired_at(m.expires_ms, now))
             .map(|(id, _)| *id)
             .collect();
         for id in &ids {

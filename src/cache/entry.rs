@@ -80,7 +80,7 @@ impl CacheEntry {
 
     /// Whether it has expired at `now_ms`.
     pub fn expired(&self, now_ms: u64) -> bool {
-        self.expires_ms != 0 && now_ms >= self.expires_ms
+        expired_at(self.expires_ms, now_ms)
     }
 }
 
@@ -125,7 +125,7 @@ impl<'a> EntryHead<'a> {
 
     /// Whether it has expired at `now_ms`.
     pub fn expired(&self, now_ms: u64) -> bool {
-        self.expires_ms != 0 && now_ms >= self.expires_ms
+        expired_at(self.expires_ms, now_ms)
     }
 }
 
@@ -154,6 +154,11 @@ impl<'de> Deserialize<'de> for SkippedVector {
         }
         d.deserialize_seq(Counter)
     }
+}
+
+/// Whether an entry with this expiry (0: never) must no longer be served at `now_ms`.
+pub fn expired_at(expires_ms: u64, now_ms: u64) -> bool {
+    expires_ms != 0 && now_ms >= expires_ms
 }
 
 /// Milliseconds since the Unix epoch.
