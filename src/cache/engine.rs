@@ -596,9 +596,12 @@ impl CacheEngine {
         this.index.swap(index);
         let caught_up = match this.live_vectors(covered.saturating_add(1), u64::MAX) {
             Ok(newer) => {
-                if let Err(e) = this.index.get().insert_batch(&newer) {
+                let index = this.index.get();
+                if let Err(e) = index.insert_batch(&newer) {
                     tracing::warn!(error = %e, "could not replay entries after the snapshot");
                 }
+                // Searches walk hnsw_rs' graph until the flat copy is ready.
+                index.refresh_if_due();
                 newer.len()
             }
             Err(e) => {
@@ -998,9 +1001,11 @@ impl CacheEngine {
             self.tombstones.fetch_add(1, Ordering::Relaxed);
         }
         if let Some(v) = &entry.embedding {
-            if let Err(e) = self.index.get().insert(id, v) {
+            let index = self.index.get();
+            if let Err(e) = index.insert(id, v) {
                 tracing::warn!(id, error = %e, "entry stored but not indexed");
             }
+            index.refresh_if_due();
         }
         self.inserts_since_snapshot.fetch_add(1, Ordering::Relaxed);
         self.enforce_bounds();
@@ -1118,6 +1123,8 @@ impl CacheEngine {
             },
             vectors,
         );
+        // The old index serves while the new one gets its flat copy.
+        fresh.refresh();
         self.index.swap(fresh);
         self.tombstones.store(0, Ordering::Relaxed);
         // Entries written while the rebuild ran went into the old index: replay them.
@@ -1220,10 +1227,13 @@ impl CacheEngine {
                 })
             })
             .collect();
+        let index = self.index.get();
         serde_json::json!({
             "entries": live.entries.len(),
             "bytes": live.bytes,
-            "index_size": self.index.get().len(),
+            "index_size": index.len(),
+            // Indexed entries not yet in the flat copy searches walk (null before the first).
+            "index_tail": index.flat_sizes().map(|(_, tail)| tail),
             "index_loading": !self.index_ready(),
             "lookups_while_index_loading": get(&s.lookups_index_loading),
             "tombstones": self.tombstones.load(Ordering::Relaxed),

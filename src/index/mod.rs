@@ -7,13 +7,22 @@
 //! filter tombstoned ids at search time and rebuild in the background when they pile up, then
 //! swap the new index in through [`SharedIndex`].
 //!
+//! Searches do not walk hnsw_rs' own structure once the index is large: [`VectorIndex::refresh`]
+//! takes a flat copy of the graph (`flat.rs`, int8 codes, exact re-scoring), and the points
+//! inserted after the copy form a short tail that is scanned one by one until the next copy.
+//! hnsw_rs still builds, persists and reloads the graph, and answers filtered searches that the
+//! copy cannot.
+//!
 //! Concurrency: hnsw_rs inserts and searches through `&self` with per-point locks, so searches
-//! run while inserts are under way. The only exclusive section is [`VectorIndex::save`], which
-//! holds back inserts (not searches) so that the dump is a consistent graph.
+//! run while inserts are under way. The exclusive sections are [`VectorIndex::save`], which
+//! holds back inserts (not searches) so that the dump is a consistent graph, and the listing of
+//! points at the start of a refresh.
 
 mod distance;
+mod flat;
 mod snapshot;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use hnsw_rs::prelude::{FilterT, Hnsw};
@@ -76,19 +85,52 @@ impl Default for IndexParams {
     }
 }
 
-/// Default candidate list size for searches (`ef`), picked with the parameters above.
+/// Default candidate list size for searches (`ef`, in layers 1 and 0 of the flat copy), picked
+/// with the parameters above: at 1M entries recall@1 1.000 at p99 0.62 ms (BENCHMARKS.md).
 pub const DEFAULT_EF_SEARCH: usize = 48;
 
 /// Vectors inserted per parallel batch during a rebuild.
 const REBUILD_BATCH: usize = 8192;
 
+/// Points inserted after the flat copy that make it due for a refresh. The tail is scanned in
+/// full on every search (int8, ~0.1 ms for this many), and a refresh at 1M entries costs a few
+/// CPU seconds in the background (BENCHMARKS.md).
+const TAIL_MAX: usize = 4096;
+
+/// Candidates of the approximate walk re-scored with the exact f32 dot product (at least `k`).
+const RESCORE: usize = 32;
+
+/// A point inserted after the flat copy was taken.
+struct TailPoint {
+    id: u64,
+    code: flat::Code,
+    vector: Box<[f32]>,
+}
+
+/// What searches read besides hnsw_rs.
+#[derive(Default)]
+struct View {
+    /// The flat copy, once a refresh made one.
+    flat: Option<Arc<flat::FlatGraph>>,
+    /// Points inserted since the copy being built or in use was taken; `None` until the first
+    /// refresh starts (inserts are not recorded twice before anyone needs them).
+    tail: Option<Vec<TailPoint>>,
+}
+
 /// An HNSW index of L2-normalised `DIMS`-dimensional vectors keyed by entry id.
 pub struct VectorIndex {
     /// `'static`: built here (owns its data) or loaded from a snapshot whose loader is leaked on
     /// purpose (see `snapshot.rs`).
+    /// Declared before `view`: dropping hnsw_rs' structure first breaks its reference cycles,
+    /// then the copy's `Arc`s free the points.
     hnsw: Hnsw<'static, f32, CosineDistance>,
-    /// Inserts hold it shared, `save` exclusively: a dump never sees a half-inserted point.
+    /// Inserts hold it shared, `save` and the start of a refresh exclusively: neither ever sees a
+    /// half-inserted point.
     insert_gate: RwLock<()>,
+    /// Lock order: `insert_gate`, then `view`.
+    view: RwLock<View>,
+    /// A refresh is under way.
+    refreshing: AtomicBool,
     params: IndexParams,
 }
 
@@ -114,6 +156,21 @@ fn check_vector(v: &[f32]) -> Result<(), IndexError> {
     Ok(())
 }
 
+/// The first `k` distinct ids of a best-first list. A snapshot taken while inserts were racing
+/// can hold an id that start-up inserts again: each is reported once, with its best similarity.
+fn first_k_distinct(found: impl IntoIterator<Item = (u64, f32)>, k: usize) -> Vec<(u64, f32)> {
+    let mut out: Vec<(u64, f32)> = Vec::with_capacity(k);
+    for (id, sim) in found {
+        if out.len() == k {
+            break;
+        }
+        if out.iter().all(|(seen, _)| *seen != id) {
+            out.push((id, sim));
+        }
+    }
+    out
+}
+
 fn to_data_id(id: u64) -> Result<usize, IndexError> {
     usize::try_from(id).map_err(|_| IndexError::IdOutOfRange(id))
 }
@@ -136,6 +193,8 @@ impl VectorIndex {
         VectorIndex {
             hnsw,
             insert_gate: RwLock::new(()),
+            view: RwLock::new(View::default()),
+            refreshing: AtomicBool::new(false),
             params,
         }
     }
@@ -161,6 +220,7 @@ impl VectorIndex {
         let id = to_data_id(id)?;
         let _gate = self.insert_gate.read();
         self.hnsw.insert_slice((vector, id));
+        self.record_tail(std::iter::once((id as u64, vector)));
         Ok(())
     }
 
@@ -173,7 +233,76 @@ impl VectorIndex {
         }
         let _gate = self.insert_gate.read();
         self.hnsw.parallel_insert_slice(&batch);
+        self.record_tail(items.iter().map(|(id, v)| (*id, v.as_slice())));
         Ok(())
+    }
+
+    /// Adds just-inserted points to the tail, if a flat copy is in use or being built.
+    /// Call with `insert_gate` held shared.
+    fn record_tail<'a>(&self, points: impl IntoIterator<Item = (u64, &'a [f32])>) {
+        let mut view = self.view.write();
+        if let Some(tail) = view.tail.as_mut() {
+            tail.extend(points.into_iter().map(|(id, v)| TailPoint {
+                id,
+                code: flat::Code::of(v),
+                vector: v.into(),
+            }));
+        }
+    }
+
+    /// Whether a refresh of the flat copy is due: none yet (and something to copy), or the tail
+    /// is long. A young cache is thus searched mostly by scanning its tail: exact recall, and
+    /// cheaper than a graph walk at that size.
+    pub fn refresh_due(&self) -> bool {
+        if self.refreshing.load(Ordering::Acquire) {
+            return false;
+        }
+        let view = self.view.read();
+        match (&view.flat, &view.tail) {
+            (None, _) => !self.is_empty(),
+            (Some(_), Some(tail)) => tail.len() >= TAIL_MAX,
+            (Some(_), None) => false,
+        }
+    }
+
+    /// Starts a refresh on rayon's pool if one is due (see [`VectorIndex::refresh_due`]).
+    pub fn refresh_if_due(self: &Arc<Self>) {
+        if self.refresh_due() {
+            let index = Arc::clone(self);
+            rayon::spawn(move || index.refresh());
+        }
+    }
+
+    /// Takes a new flat copy of the graph for searches to walk, and drops the tail it covers.
+    /// Inserts wait only while the points are listed (`Arc` clones); the copy is built without
+    /// locks, and searches use the previous copy plus the tail meanwhile. A refresh already
+    /// under way makes this a no-op.
+    pub fn refresh(&self) {
+        if self.refreshing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (layers, covered) = {
+            let _gate = self.insert_gate.write();
+            let layers = flat::FlatGraph::capture(&self.hnsw);
+            let covered = self.view.write().tail.get_or_insert_with(Vec::new).len();
+            (layers, covered)
+        };
+        let copy = Arc::new(flat::FlatGraph::build(layers));
+        {
+            let mut view = self.view.write();
+            if let Some(tail) = view.tail.as_mut() {
+                tail.drain(..covered.min(tail.len()));
+            }
+            view.flat = Some(copy);
+        }
+        self.refreshing.store(false, Ordering::Release);
+    }
+
+    /// Number of points in the flat copy and in the tail after it (`None` before any refresh).
+    pub fn flat_sizes(&self) -> Option<(usize, usize)> {
+        let view = self.view.read();
+        let flat = view.flat.as_ref()?;
+        Some((flat.len(), view.tail.as_ref().map_or(0, Vec::len)))
     }
 
     /// The `k` nearest ids accepted by `filter`, best first, with their cosine similarity.
@@ -192,30 +321,85 @@ impl VectorIndex {
             return Vec::new();
         }
         let ef = ef.max(k);
-        // hnsw_rs' filtered search never takes its early exit, which made it ~4x slower in the
-        // bench even with a filter that accepts everything. Tombstones are few: search without
-        // the filter, keep the accepted ones among the `ef` candidates, and fall back to the
-        // filtered search only when that leaves fewer than `k`.
-        let mut found = self.hnsw.search(query, ef, ef);
-        found.retain(|n| filter(n.d_id as u64));
-        if found.len() < k {
+        let flat = self.view.read().flat.clone();
+        let found = match flat {
+            Some(flat) => self.search_flat(&flat, query, k, ef, &filter),
+            None => self.search_hnsw(query, ef, &filter),
+        };
+        let mut out = first_k_distinct(found, k);
+        if out.len() < k {
+            // Too few accepted among the candidates (a filter that rejects many): hnsw_rs'
+            // filtered search walks on until it finds `k`.
             let accept = |id: &usize| filter(*id as u64);
-            found = self
+            let found = self
                 .hnsw
                 .search_filter(query, k, ef, Some(&accept as &dyn FilterT));
+            out = first_k_distinct(found.iter().map(|n| (n.d_id as u64, 1.0 - n.distance)), k);
         }
-        let mut out: Vec<(u64, f32)> = Vec::with_capacity(k.min(found.len()));
-        for n in found {
-            if out.len() == k {
-                break;
-            }
-            let id = n.d_id as u64;
-            // A snapshot taken while inserts were racing can hold an id that start-up inserts
-            // again: report each id once (results are sorted, so the first is the best).
-            if out.iter().all(|(seen, _)| *seen != id) {
-                out.push((id, 1.0 - n.distance));
+        out
+    }
+
+    /// hnsw_rs' own search, accepted ids only, best first.
+    fn search_hnsw(
+        &self,
+        query: &[f32],
+        ef: usize,
+        filter: &impl Fn(u64) -> bool,
+    ) -> Vec<(u64, f32)> {
+        // hnsw_rs' filtered search never takes its early exit, which made it ~4x slower in the
+        // bench even with a filter that accepts everything. Tombstones are few: search without
+        // the filter and keep the accepted ones among the `ef` candidates.
+        let mut found = self.hnsw.search(query, ef, ef);
+        found.retain(|n| filter(n.d_id as u64));
+        found
+            .into_iter()
+            .map(|n| (n.d_id as u64, (1.0 - n.distance)))
+            .collect()
+    }
+
+    /// The flat copy's walk plus a scan of the tail, on int8 codes; the best accepted
+    /// candidates are re-scored with the exact dot product. Best first.
+    fn search_flat(
+        &self,
+        flat: &flat::FlatGraph,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        filter: &impl Fn(u64) -> bool,
+    ) -> Vec<(u64, f32)> {
+        let code = flat::Code::of(query);
+        let keep = k.max(RESCORE);
+        let mut out: Vec<(u64, f32)> = flat
+            .search(&code, ef)
+            .into_iter()
+            .filter(|s| filter(flat.id(s.1)))
+            .take(keep)
+            .map(|s| (flat.id(s.1), flat.exact(query, s.1)))
+            .collect();
+        {
+            let view = self.view.read();
+            if let Some(tail) = view.tail.as_ref() {
+                let mut scored: Vec<(f32, &TailPoint)> = tail
+                    .iter()
+                    .filter(|p| filter(p.id))
+                    .map(|p| (code.dot(&p.code.codes, p.code.scale), p))
+                    .collect();
+                if scored.len() > keep {
+                    scored.select_nth_unstable_by(keep, |a, b| b.0.total_cmp(&a.0));
+                    scored.truncate(keep);
+                }
+                out.extend(
+                    scored
+                        .into_iter()
+                        .map(|(_, p)| (p.id, dot(query, &p.vector))),
+                );
             }
         }
+        for (_, sim) in out.iter_mut() {
+            // The same cap as hnsw_rs' clamped distance: rounding can push a dot past 1.
+            *sim = sim.min(1.0);
+        }
+        out.sort_by(|a, b| b.1.total_cmp(&a.1));
         out
     }
 
@@ -392,5 +576,115 @@ mod tests {
         let old = shared.swap(VectorIndex::new(small_params()));
         assert_eq!(old.len(), 3000);
         assert!(shared.get().is_empty());
+    }
+
+    /// Each vector's own id comes back first, with similarity ~1.
+    fn assert_finds_each(index: &VectorIndex, vs: &[Vec<f32>], step: usize) {
+        for (i, v) in vs.iter().enumerate().step_by(step) {
+            let hits = index.search(v, 3, DEFAULT_EF_SEARCH, |_| true);
+            assert_eq!(hits[0].0, i as u64, "vector {i}");
+            assert!(hits[0].1 > 0.9999 && hits[0].1 <= 1.0, "{}", hits[0].1);
+            assert!(hits.windows(2).all(|w| w[0].1 >= w[1].1));
+        }
+    }
+
+    #[test]
+    fn flat_copy_answers_like_brute_force_with_exact_similarities() {
+        let vs = unit_vectors(3000, 6);
+        let index = VectorIndex::new(small_params());
+        let items: Vec<(u64, Vec<f32>)> = vs
+            .iter()
+            .cloned()
+            .zip(0u64..)
+            .map(|(v, i)| (i, v))
+            .collect();
+        index.insert_batch(&items).unwrap();
+        assert!(index.refresh_due(), "no copy yet");
+        index.refresh();
+        assert_eq!(index.flat_sizes(), Some((3000, 0)));
+        assert!(!index.refresh_due(), "empty tail");
+        assert_finds_each(&index, &vs, 7);
+        // Noisy queries: the top hit and its similarity are the brute-force ones.
+        let noise = unit_vectors(200, 7);
+        let mut agree = 0;
+        for (j, n) in noise.iter().enumerate() {
+            let base = &vs[j * 13];
+            let mut q: Vec<f32> = base.iter().zip(n).map(|(a, b)| a + 0.6 * b).collect();
+            let norm = q.iter().map(|x| x * x).sum::<f32>().sqrt();
+            q.iter_mut().for_each(|x| *x /= norm);
+            let truth = vs
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (i as u64, dot(&q, v)))
+                .max_by(|a, b| a.1.total_cmp(&b.1))
+                .unwrap();
+            let hit = index.search(&q, 1, 64, |_| true)[0];
+            if hit.0 == truth.0 {
+                assert!((hit.1 - truth.1).abs() < 1e-5, "{hit:?} vs {truth:?}");
+                agree += 1;
+            }
+        }
+        assert!(agree >= 190, "{agree}/200 agree with brute force");
+    }
+
+    #[test]
+    fn points_inserted_after_the_copy_are_found_until_the_next_one() {
+        let vs = unit_vectors(1500, 8);
+        let index = VectorIndex::new(small_params());
+        for (i, v) in vs.iter().enumerate().take(1000) {
+            index.insert(i as u64, v).unwrap();
+        }
+        assert_eq!(index.flat_sizes(), None);
+        index.refresh();
+        for (i, v) in vs.iter().enumerate().skip(1000) {
+            index.insert(i as u64, v).unwrap();
+        }
+        assert_eq!(index.flat_sizes(), Some((1000, 500)));
+        assert_finds_each(&index, &vs, 3);
+        // The filter applies to the tail too, and a restrictive one still gets its `k`.
+        let hits = index.search(&vs[1200], 5, 32, |id| id != 1200);
+        assert!(hits.iter().all(|(id, _)| *id != 1200));
+        let hits = index.search(&vs[5], 2, 32, |id| id == 1400 || id == 3);
+        let mut ids: Vec<u64> = hits.iter().map(|(id, _)| *id).collect();
+        ids.sort_unstable();
+        assert_eq!(ids, vec![3, 1400]);
+        // A point in both the copy and the tail is reported once.
+        index.insert(7, &vs[7]).unwrap();
+        let hits = index.search(&vs[7], 5, 32, |_| true);
+        assert_eq!(hits.iter().filter(|(id, _)| *id == 7).count(), 1);
+        index.refresh();
+        assert_eq!(index.flat_sizes(), Some((1501, 0)));
+        assert_finds_each(&index, &vs, 3);
+    }
+
+    #[test]
+    fn refreshes_racing_inserts_lose_no_point() {
+        let vs = unit_vectors(4000, 9);
+        let index = Arc::new(VectorIndex::new(small_params()));
+        index.insert_batch(&[(0, vs[0].clone())]).unwrap();
+        index.refresh();
+        let writer = {
+            let index = index.clone();
+            let vs = vs.clone();
+            std::thread::spawn(move || {
+                for (i, v) in vs.iter().enumerate().skip(1) {
+                    index.insert(i as u64, v).unwrap();
+                }
+            })
+        };
+        let mut refreshes = 0;
+        while !writer.is_finished() {
+            index.refresh();
+            refreshes += 1;
+        }
+        writer.join().unwrap();
+        assert!(refreshes > 0);
+        let (copied, tail) = index.flat_sizes().unwrap();
+        assert_eq!(
+            copied + tail,
+            4000,
+            "every point in exactly one of copy and tail"
+        );
+        assert_finds_each(&index, &vs, 1);
     }
 }
