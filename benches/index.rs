@@ -631,6 +631,8 @@ fn run() -> Result<Fixture> {
     if !reuse {
         save_and_load(&index, &dir, n, &paraphrases)?;
     }
+    // After the save: the snapshot a later REUSE run loads must hold exactly N points.
+    tail_table(&index, n, &base, &efs, &paraphrases, &truth_para);
     if std::env::var_os("SLUICE_BENCH_INDEX_RESTART").is_some() {
         restart(&root, &base, reuse)?;
     }
@@ -727,6 +729,60 @@ fn search_table(
             );
         }
     }
+}
+
+/// Search latency with the longest tail a flat copy lives with (`TAIL_MAX - 1` points indexed
+/// after it, scanned on every search), then the refresh that folds them in. The tail vectors are
+/// negated base vectors, never anyone's nearest: this times the scan, recall is unchanged.
+fn tail_table(
+    index: &VectorIndex,
+    n: usize,
+    base: &[Vec<f32>],
+    efs: &[usize],
+    paraphrases: &[Vec<f32>],
+    truth_para: &[(usize, f32)],
+) {
+    let tail: Vec<(u64, Vec<f32>)> = base
+        .iter()
+        .take(sluice::index::TAIL_MAX - 1)
+        .enumerate()
+        .map(|(i, v)| (id_of(n + i), v.iter().map(|x| -x).collect()))
+        .collect();
+    for (id, v) in &tail {
+        if index.insert(*id, v).is_err() {
+            println!("tail: insert failed");
+            return;
+        }
+    }
+    println!(
+        "with a full tail {:?} (copy, tail), k=1:",
+        index.flat_sizes()
+    );
+    println!("  ef   p50 us  p99 us  recall@1 para");
+    for &ef in efs {
+        let mut lat = Vec::with_capacity(paraphrases.len());
+        let mut hits = 0usize;
+        for (q, &(want, _)) in paraphrases.iter().zip(truth_para) {
+            let t = Instant::now();
+            let found = index.search(q, 1, ef, |_| true);
+            lat.push(t.elapsed());
+            hits += usize::from(found.first().map(|(id, _)| *id) == Some(id_of(want)));
+        }
+        lat.sort_unstable();
+        println!(
+            "  {ef:3} {:8.0} {:7.0} {:14.3}",
+            percentile(&lat, 0.5).as_secs_f64() * 1e6,
+            percentile(&lat, 0.99).as_secs_f64() * 1e6,
+            hits as f64 / paraphrases.len() as f64
+        );
+    }
+    let t = Instant::now();
+    index.refresh();
+    println!(
+        "refresh folding the tail in: {:.1?}, now {:?}",
+        t.elapsed(),
+        index.flat_sizes()
+    );
 }
 
 /// Snapshot save, then load as the background loader does (manifest check + blake3 + hnsw_rs

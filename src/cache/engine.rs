@@ -393,8 +393,15 @@ impl CacheEngine {
         std::fs::create_dir_all(&opts.data_dir).map_err(|e| {
             CacheError::Startup(format!("cannot create {}: {e}", opts.data_dir.display()))
         })?;
-        // The model first: a missing model file is the likeliest start-up error, so fail fast.
-        let embedder = Embedder::load(&opts.embed)?;
+        // The model loads on its own thread while the store is opened and scanned: each takes
+        // seconds with a large cache, and readiness waits for both.
+        let model = {
+            let config = opts.embed.clone();
+            std::thread::Builder::new()
+                .name("sluice-model-load".into())
+                .spawn(move || Embedder::load(&config))
+                .map_err(|e| CacheError::Startup(format!("cannot start the model loader: {e}")))?
+        };
         let store = match &opts.store {
             Some(s) => Arc::clone(s),
             None => Arc::new(Store::open_with(
@@ -463,6 +470,9 @@ impl CacheEngine {
             store.delete_entry(*id, Some(exact))?;
         }
         let scan_ms = scan_started.elapsed().as_millis() as u64;
+        let embedder = model
+            .join()
+            .map_err(|_| CacheError::Startup("the model loader panicked".into()))??;
 
         let snapshot_dir = opts.data_dir.join("index");
         // Vectors of different models do not mix: after a model change, re-embed the stored

@@ -68,6 +68,76 @@ fn dot_i8(a: &[i8], b: &[i8]) -> f32 {
     i8::dot(a, b).map_or(0.0, |d| d as f32)
 }
 
+/// Points indexed after the flat copy was taken, one contiguous array per field so that the
+/// scan every search makes of them streams through memory.
+#[derive(Debug, Default)]
+pub(super) struct Tail {
+    ids: Vec<u64>,
+    codes: Vec<i8>,
+    scales: Vec<f32>,
+    vectors: Vec<f32>,
+}
+
+impl Tail {
+    /// Appends a point (`v` has `DIMS` components: the index checks before inserting).
+    pub fn push(&mut self, id: u64, v: &[f32]) {
+        let at = self.codes.len();
+        self.codes.resize(at + DIMS, 0);
+        let scale = self
+            .codes
+            .get_mut(at..)
+            .map_or(0.0, |out| quantize_into(v, out));
+        self.ids.push(id);
+        self.scales.push(scale);
+        self.vectors.extend_from_slice(v);
+    }
+
+    /// Number of points.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Drops the first `n` points (the ones a new copy covers).
+    pub fn drop_front(&mut self, n: usize) {
+        let n = n.min(self.len());
+        self.ids.drain(..n);
+        self.scales.drain(..n);
+        self.codes.drain(..n * DIMS);
+        self.vectors.drain(..n * DIMS);
+    }
+
+    /// The `keep` accepted points nearest to the query by code, as `(id, exact similarity)`.
+    pub fn nearest(
+        &self,
+        q: &Code,
+        query: &[f32],
+        keep: usize,
+        filter: &impl Fn(u64) -> bool,
+    ) -> Vec<(u64, f32)> {
+        let mut scored: Vec<Scored> = self
+            .codes
+            .chunks_exact(DIMS)
+            .zip(&self.scales)
+            .zip(&self.ids)
+            .enumerate()
+            .filter(|(_, (_, id))| filter(**id))
+            .map(|(i, ((codes, scale), _))| Scored(q.dot(codes, *scale), i as u32))
+            .collect();
+        if scored.len() > keep {
+            scored.select_nth_unstable_by(keep, |a, b| b.cmp(a));
+            scored.truncate(keep);
+        }
+        scored
+            .into_iter()
+            .filter_map(|Scored(_, i)| {
+                let i = i as usize;
+                let v = self.vectors.get(i * DIMS..(i + 1) * DIMS)?;
+                Some((*self.ids.get(i)?, super::dot(query, v)))
+            })
+            .collect()
+    }
+}
+
 /// A similarity with the total order heaps need (similarities here are always finite).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) struct Scored(pub f32, pub u32);
@@ -137,7 +207,7 @@ pub(super) struct FlatGraph {
     /// hnsw_rs' points, for the exact re-scoring of the best candidates.
     points: Points,
     /// Layer-0 neighbours of node `i`: `links0[offsets0[i]..offsets0[i + 1]]`.
-    offsets0: Vec<u32>,
+    offsets0: Vec<usize>,
     links0: Vec<u32>,
     /// First node of level >= 1.
     upper_start: u32,
@@ -238,10 +308,10 @@ impl FlatGraph {
         let mut offsets0 = Vec::with_capacity(n + 1);
         let mut links0 = Vec::with_capacity(lists.iter().map(|(l0, _)| l0.len()).sum());
         let mut upper = Vec::with_capacity(n - upper_start);
-        offsets0.push(0u32);
+        offsets0.push(0usize);
         for (i, (l0, up)) in lists.into_iter().enumerate() {
             links0.extend_from_slice(&l0);
-            offsets0.push(links0.len() as u32);
+            offsets0.push(links0.len());
             if i >= upper_start {
                 upper.push(up);
             }
@@ -300,7 +370,7 @@ impl FlatGraph {
     fn links0(&self, i: u32) -> &[u32] {
         let i = i as usize;
         match (self.offsets0.get(i), self.offsets0.get(i + 1)) {
-            (Some(&a), Some(&b)) => self.links0.get(a as usize..b as usize).unwrap_or(&[]),
+            (Some(&a), Some(&b)) => self.links0.get(a..b).unwrap_or(&[]),
             _ => &[],
         }
     }
@@ -429,6 +499,32 @@ mod tests {
         let zero = Code::of(&[0.0; DIMS]);
         assert_eq!(zero.scale, 0.0);
         assert!(zero.codes.iter().all(|c| *c == 0));
+    }
+
+    #[test]
+    fn tail_ranks_by_code_reports_exact_similarity_and_drops_its_front() {
+        let vs = crate::index::tests::unit_vectors(40, 12);
+        let mut tail = Tail::default();
+        for (i, v) in vs.iter().enumerate() {
+            tail.push(i as u64, v);
+        }
+        assert_eq!(tail.len(), 40);
+        let q = Code::of(&vs[9]);
+        let found = tail.nearest(&q, &vs[9], 3, &|_| true);
+        assert_eq!(found.len(), 3);
+        let best = found.iter().max_by(|a, b| a.1.total_cmp(&b.1)).unwrap();
+        assert_eq!(best.0, 9);
+        assert!((best.1 - 1.0).abs() < 1e-5);
+        let found = tail.nearest(&q, &vs[9], 3, &|id| id != 9);
+        assert!(found.iter().all(|(id, _)| *id != 9));
+        tail.drop_front(10);
+        assert_eq!(tail.len(), 30);
+        let found = tail.nearest(&Code::of(&vs[12]), &vs[12], 1, &|_| true);
+        assert_eq!(found[0].0, 12, "ids stay with their vectors after the drop");
+        assert!((found[0].1 - 1.0).abs() < 1e-5);
+        tail.drop_front(99);
+        assert_eq!(tail.len(), 0);
+        assert!(tail.nearest(&q, &vs[9], 3, &|_| true).is_empty());
     }
 
     #[test]

@@ -95,17 +95,10 @@ const REBUILD_BATCH: usize = 8192;
 /// Points inserted after the flat copy that make it due for a refresh. The tail is scanned in
 /// full on every search (int8, ~0.1 ms for this many), and a refresh at 1M entries costs a few
 /// CPU seconds in the background (BENCHMARKS.md).
-const TAIL_MAX: usize = 4096;
+pub const TAIL_MAX: usize = 4096;
 
 /// Candidates of the approximate walk re-scored with the exact f32 dot product (at least `k`).
 const RESCORE: usize = 32;
-
-/// A point inserted after the flat copy was taken.
-struct TailPoint {
-    id: u64,
-    code: flat::Code,
-    vector: Box<[f32]>,
-}
 
 /// What searches read besides hnsw_rs.
 #[derive(Default)]
@@ -114,7 +107,7 @@ struct View {
     flat: Option<Arc<flat::FlatGraph>>,
     /// Points inserted since the copy being built or in use was taken; `None` until the first
     /// refresh starts (inserts are not recorded twice before anyone needs them).
-    tail: Option<Vec<TailPoint>>,
+    tail: Option<flat::Tail>,
 }
 
 /// An HNSW index of L2-normalised `DIMS`-dimensional vectors keyed by entry id.
@@ -242,11 +235,9 @@ impl VectorIndex {
     fn record_tail<'a>(&self, points: impl IntoIterator<Item = (u64, &'a [f32])>) {
         let mut view = self.view.write();
         if let Some(tail) = view.tail.as_mut() {
-            tail.extend(points.into_iter().map(|(id, v)| TailPoint {
-                id,
-                code: flat::Code::of(v),
-                vector: v.into(),
-            }));
+            for (id, v) in points {
+                tail.push(id, v);
+            }
         }
     }
 
@@ -284,14 +275,19 @@ impl VectorIndex {
         let (layers, covered) = {
             let _gate = self.insert_gate.write();
             let layers = flat::FlatGraph::capture(&self.hnsw);
-            let covered = self.view.write().tail.get_or_insert_with(Vec::new).len();
+            let covered = self
+                .view
+                .write()
+                .tail
+                .get_or_insert_with(Default::default)
+                .len();
             (layers, covered)
         };
         let copy = Arc::new(flat::FlatGraph::build(layers));
         {
             let mut view = self.view.write();
             if let Some(tail) = view.tail.as_mut() {
-                tail.drain(..covered.min(tail.len()));
+                tail.drop_front(covered);
             }
             view.flat = Some(copy);
         }
@@ -302,7 +298,7 @@ impl VectorIndex {
     pub fn flat_sizes(&self) -> Option<(usize, usize)> {
         let view = self.view.read();
         let flat = view.flat.as_ref()?;
-        Some((flat.len(), view.tail.as_ref().map_or(0, Vec::len)))
+        Some((flat.len(), view.tail.as_ref().map_or(0, flat::Tail::len)))
     }
 
     /// The `k` nearest ids accepted by `filter`, best first, with their cosine similarity.
@@ -379,20 +375,7 @@ impl VectorIndex {
         {
             let view = self.view.read();
             if let Some(tail) = view.tail.as_ref() {
-                let mut scored: Vec<(f32, &TailPoint)> = tail
-                    .iter()
-                    .filter(|p| filter(p.id))
-                    .map(|p| (code.dot(&p.code.codes, p.code.scale), p))
-                    .collect();
-                if scored.len() > keep {
-                    scored.select_nth_unstable_by(keep, |a, b| b.0.total_cmp(&a.0));
-                    scored.truncate(keep);
-                }
-                out.extend(
-                    scored
-                        .into_iter()
-                        .map(|(_, p)| (p.id, dot(query, &p.vector))),
-                );
+                out.extend(tail.nearest(&code, query, keep, filter));
             }
         }
         for (_, sim) in out.iter_mut() {

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use parking_lot::{Mutex, RwLock};
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Direction,
-    IteratorMode, Options, WriteBatch, WriteOptions, DB,
+    IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions, DB,
 };
 
 use super::{CacheStore, EntryRecord, ExactKey, StoreError};
@@ -93,6 +93,8 @@ const MEMTABLE_BUDGET: usize = 32 << 20;
 const CF_WRITE_BUFFER: usize = 8 << 20;
 /// The block cache every column family shares (RocksDB's default: one per family).
 const BLOCK_CACHE_BYTES: usize = 32 << 20;
+/// Read-ahead of full scans (RocksDB's own starts at 8 KiB and grows as the scan goes on).
+const SCAN_READAHEAD: usize = 2 << 20;
 
 /// What [`Store::reseal_all`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -340,9 +342,16 @@ impl Store {
         cf: Cf,
         from: &[u8],
     ) -> Result<impl Iterator<Item = Result<RawRecord, StoreError>> + 'a, StoreError> {
-        let iter = self
-            .db
-            .iterator_cf(self.cf(cf)?, IteratorMode::From(from, Direction::Forward));
+        // Scans read on to the end: large reads from a cold page cache (the start-up scan of
+        // 1M entries reads 2.3 GB), and no eviction of the shared block cache's hot blocks.
+        let mut read = ReadOptions::default();
+        read.set_readahead_size(SCAN_READAHEAD);
+        read.fill_cache(false);
+        let iter = self.db.iterator_cf_opt(
+            self.cf(cf)?,
+            read,
+            IteratorMode::From(from, Direction::Forward),
+        );
         Ok(iter.map(move |item| {
             let (key, value) = item?;
             if !cf.is_sealed() {
