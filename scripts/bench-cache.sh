@@ -2,6 +2,9 @@
 # Cache hits over HTTP: exact and semantic hit latency at c=1 and throughput at c=32, through the
 # real release binary with the real embedding model (the upstream is only called once, to seed).
 #
+# Semantic hits are measured twice: with the embedding memo off (every hit runs the model) and
+# with the default memo (a repeated paraphrase reuses its vector).
+#
 # Usage: scripts/bench-cache.sh      Env: BENCH_DURATION=10  BENCH_OUT=target/bench-cache
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -27,21 +30,22 @@ wait_addr() { # FILE PATTERN -> prints http://ADDR
 }
 "$TARGET_DIR/release/sluice-mock-upstream" --listen 127.0.0.1:0 >"$OUT/mock.out" 2>&1 & PIDS+=($!)
 MOCK="$(wait_addr "$OUT/mock.out" "mock upstream listening on")"
-cat >"$OUT/sluice.yaml" <<YAML
+# GATEWAY NAME MEMO: starts a gateway (memo = embedding_memo_entries), seeds one answer, checks
+# the three outcomes and sets URL.
+gateway() {
+    cat >"$OUT/$1.yaml" <<YAML
 model_list:
   - model_name: bench
     litellm_params: {model: openai/bench, api_base: $MOCK/v1, api_key: dummy}
 general_settings: {master_key: $KEY}
-sluice: {data_dir: $OUT/state, log_level: warn, cache: {models_dir: $ROOT/models}}
+sluice: {data_dir: $OUT/$1-state, log_level: warn, cache: {models_dir: $ROOT/models, embedding_memo_entries: $2}}
 YAML
-"$TARGET_DIR/release/sluice" serve --config "$OUT/sluice.yaml" --listen 127.0.0.1:0 >"$OUT/sluice.out" 2>"$OUT/sluice.err" & PIDS+=($!)
-URL="$(wait_addr "$OUT/sluice.out" "sluice listening on")"
-
+    "$TARGET_DIR/release/sluice" serve --config "$OUT/$1.yaml" --listen 127.0.0.1:0 >"$OUT/$1.out" 2>"$OUT/$1.err" & PIDS+=($!)
+    URL="$(wait_addr "$OUT/$1.out" "sluice listening on")"
+    echo "$1: seed $(post 'How do I reset my password?'), exact $(post 'How do I reset my password?'), semantic $(post 'how do i reset my password')" >&2
+}
 body() { printf '{"model":"bench","messages":[{"role":"user","content":"%s"}]}' "$1"; }
 post() { curl -s -D "$OUT/h" -o /dev/null -H "authorization: Bearer $KEY" -H 'content-type: application/json' -d "$(body "$1")" "$URL/v1/chat/completions"; grep -i '^x-sluice-cache:' "$OUT/h" | tr -d '\r' | awk '{print $2}'; }
-echo "seed: $(post 'How do I reset my password?')"
-echo "exact: $(post 'How do I reset my password?')"
-echo "semantic: $(post 'how do i reset my password')"
 
 run() { # NAME THREADS CONNS PROMPT
     cat >"$OUT/$1.lua" <<LUA
@@ -58,10 +62,18 @@ LUA
     awk -v n="$1" -v c="$3" -v a="$p50" -v b="$p99" -v r="$rps" -v e="$errs" \
         'BEGIN { printf "| %s | %d | %.3f | %.3f | %s | %s |\n", n, c, a / 1000, b / 1000, r, e }'
 }
+gateway memo-off 0
+stop_last() { kill "${PIDS[-1]}" 2>/dev/null || true; wait "${PIDS[-1]}" 2>/dev/null || true; }
 echo
 echo "| scenario | connections | p50 ms | p99 ms | req/s | errors |"
 echo "|---|---|---|---|---|---|"
+# Memo off: every semantic hit runs the model.
+run semantic-model-c1 1 1 'how do i reset my password'
+run semantic-model-c32 2 32 'how do i reset my password'
+stop_last
+# Default config: the repeated paraphrase's vector comes from the memo after its first request.
+gateway default 4096
 run exact-c1 1 1 'How do I reset my password?'
-run semantic-c1 1 1 'how do i reset my password'
+run semantic-memo-c1 1 1 'how do i reset my password'
 run exact-c32 2 32 'How do I reset my password?'
-run semantic-c32 2 32 'how do i reset my password'
+run semantic-memo-c32 2 32 'how do i reset my password'

@@ -145,6 +145,7 @@ pub fn cache_options(config: &Config) -> CacheOptions {
         None => EmbedConfig::default(),
     };
     embed.model = config.cache.embedding_model;
+    embed.memo_entries = config.cache.embedding_memo_entries;
     let mut prices = HashMap::new();
     for d in &config.deployments {
         if let (Some(i), Some(o)) = (d.input_cost_per_token, d.output_cost_per_token) {

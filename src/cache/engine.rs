@@ -888,9 +888,10 @@ impl CacheEngine {
 
     async fn embed(&self, text: &str) -> Result<Vec<f32>, CacheError> {
         let started = Instant::now();
-        let v = self.embedder.embed(text).await?;
-        metrics::histogram!(t::EMBED_DURATION).record(started.elapsed().as_secs_f64());
-        Ok(v)
+        let embedded = self.embedder.embed(text).await?;
+        metrics::histogram!(t::EMBED_DURATION, "source" => embedded.source.as_str())
+            .record(started.elapsed().as_secs_f64());
+        Ok(embedded.vector)
     }
 
     fn count_miss(&self) {

@@ -159,6 +159,8 @@ pub struct CacheConfig {
     pub embedding_model: crate::embed::EmbeddingModel,
     /// fsync every write.
     pub sync_writes: bool,
+    /// Prompts whose vectors the embedder keeps for reuse (0 keeps none).
+    pub embedding_memo_entries: usize,
 }
 
 /// Log output format.

@@ -296,4 +296,6 @@ pub struct RawCache {
     pub embedding_model: Option<String>,
     /// fsync every write (survives power loss, not only a crash of the process).
     pub sync_writes: Option<bool>,
+    /// Prompts whose vectors are kept for reuse (0 keeps none).
+    pub embedding_memo_entries: Option<usize>,
 }

@@ -199,3 +199,24 @@ fn invalid_yaml_is_reported() {
     let e = err_text("model_list: [", &vars(&[]));
     assert!(e.starts_with("invalid YAML"), "{e}");
 }
+
+#[test]
+fn embedding_memo_size_defaults_and_can_be_turned_off() {
+    let base = "model_list:\n  - model_name: a\n    litellm_params: {model: mock/x}\n";
+    let c = Config::from_yaml(base, &vars(&[])).unwrap();
+    assert_eq!(
+        c.cache.embedding_memo_entries,
+        crate::embed::DEFAULT_MEMO_ENTRIES
+    );
+    let c = Config::from_yaml(
+        &format!("{base}sluice: {{cache: {{embedding_memo_entries: 0}}}}\n"),
+        &vars(&[]),
+    )
+    .unwrap();
+    assert_eq!(c.cache.embedding_memo_entries, 0);
+    let e = err_text(
+        &format!("{base}sluice: {{cache: {{embedding_memo_entries: -1}}}}\n"),
+        &vars(&[]),
+    );
+    assert!(e.contains("embedding_memo_entries"), "{e}");
+}

@@ -361,6 +361,9 @@ fn cache_config(
         settings,
         models_dir: raw.models_dir.map(Into::into),
         sync_writes: raw.sync_writes.unwrap_or(false),
+        embedding_memo_entries: raw
+            .embedding_memo_entries
+            .unwrap_or(crate::embed::DEFAULT_MEMO_ENTRIES),
     }
 }
 

@@ -26,7 +26,7 @@ pub const REQUESTS_IN_FLIGHT: &str = "sluice_requests_in_flight";
 pub const CACHE_LOOKUPS_TOTAL: &str = "sluice_cache_lookups_total";
 /// Best candidate similarity per semantic lookup.
 pub const CACHE_SIMILARITY: &str = "sluice_cache_similarity";
-/// Embedding latency in seconds.
+/// Embedding latency in seconds, by source (`model` run or `memo` of a text seen recently).
 pub const EMBED_DURATION: &str = "sluice_embed_duration_seconds";
 /// Index (or in-scope) search latency in seconds.
 pub const CACHE_SEARCH_DURATION: &str = "sluice_cache_search_duration_seconds";
@@ -111,7 +111,11 @@ fn describe() {
         CACHE_SIMILARITY,
         "Best candidate cosine similarity per semantic lookup"
     );
-    describe_histogram!(EMBED_DURATION, Unit::Seconds, "Prompt embedding latency");
+    describe_histogram!(
+        EMBED_DURATION,
+        Unit::Seconds,
+        "Prompt embedding latency by source (model run or memo)"
+    );
     describe_histogram!(
         CACHE_SEARCH_DURATION,
         Unit::Seconds,
