@@ -544,3 +544,38 @@ async fn switching_the_embedding_model_reembeds_stored_queries() {
     assert!(log.contains("embedding model changed"), "{log}");
     assert_eq!(fake.call_count(), 1);
 }
+
+/// How many embeddings `/metrics` reports from `source` (`model` or `memo`).
+async fn embeddings_from(gw: &TestGateway, source: &str) -> u64 {
+    let text = client()
+        .get(gw.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let prefix = format!("sluice_embed_duration_seconds_count{{source=\"{source}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map_or(0, |n| n.trim().parse().unwrap())
+}
+
+#[tokio::test]
+async fn a_repeated_paraphrase_takes_its_vector_from_the_memo_unless_it_is_off() {
+    let fake = FakeOpenAi::start();
+    for (extra, memo_hits) in [("", 1), ("  cache: {embedding_memo_entries: 0}\n", 0)] {
+        let gw = gateway(&fake, extra);
+        assert_eq!(ask(&gw, "How do I reset my password?").await.cache, "miss");
+        for _ in 0..2 {
+            let para = ask(&gw, "how do i reset my password").await;
+            assert_eq!(para.cache, "hit-semantic", "{extra:?}: {:?}", para.body);
+        }
+        assert_eq!(embeddings_from(&gw, "memo").await, memo_hits, "{extra:?}");
+        assert_eq!(
+            embeddings_from(&gw, "model").await,
+            3 - memo_hits,
+            "{extra:?}"
+        );
+    }
+}
