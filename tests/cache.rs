@@ -547,14 +547,7 @@ async fn switching_the_embedding_model_reembeds_stored_queries() {
 
 /// How many embeddings `/metrics` reports from `source` (`model` or `memo`).
 async fn embeddings_from(gw: &TestGateway, source: &str) -> u64 {
-    let text = client()
-        .get(gw.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = gw.metrics().await;
     let prefix = format!("sluice_embed_duration_seconds_count{{source=\"{source}\"}} ");
     text.lines()
         .find_map(|l| l.strip_prefix(&prefix))

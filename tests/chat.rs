@@ -289,14 +289,7 @@ async fn metrics_report_requests_tokens_and_latency() {
         .send()
         .await
         .unwrap();
-    let text = c
-        .get(gw.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = gw.metrics().await;
     for needle in [
         "sluice_requests_total{model_group=\"gpt-x\",status=\"200\",outcome=\"miss\"} 1",
         "sluice_requests_total{model_group=\"fake-500\",status=\"502\",outcome=\"error\"} 1",

@@ -111,14 +111,7 @@ async fn masked_upstream_restored_for_the_caller_json_and_stream() {
     assert!(body.trim_end().ends_with("data: [DONE]"), "{body}");
 
     // Metrics count kinds and directions, never values.
-    let metrics = client()
-        .get(gw.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gw.metrics().await;
     assert!(
         metrics.contains("sluice_pii_detections_total{kind=\"email\",direction=\"prompt\"} 2"),
         "{metrics}"

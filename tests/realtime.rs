@@ -122,17 +122,6 @@ fn sample(metrics: &str, name: &str, labels: &[&str]) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
-async fn metrics(gw: &TestGateway) -> String {
-    client()
-        .get(gw.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 async fn admin(
     gw: &TestGateway,
     method: reqwest::Method,
@@ -239,7 +228,7 @@ async fn text_and_binary_frames_pass_both_ways_untouched_and_pings_are_answered(
             Frame::Binary(big)
         ]
     );
-    let m = metrics(&gw).await;
+    let m = gw.metrics().await;
     assert_eq!(
         sample(
             &m,
@@ -275,7 +264,7 @@ async fn response_done_usage_is_counted_in_metrics_and_spend() {
     );
     // The count happens as the event is relayed; allow the scrape to catch up.
     let deadline = Instant::now() + Duration::from_secs(10);
-    let mut m = metrics(&gw).await;
+    let mut m = gw.metrics().await;
     while sample(
         &m,
         "sluice_tokens_total",
@@ -285,7 +274,7 @@ async fn response_done_usage_is_counted_in_metrics_and_spend() {
         && Instant::now() < deadline
     {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        m = metrics(&gw).await;
+        m = gw.metrics().await;
     }
     let tokens = |dir: &str| {
         sample(

@@ -209,14 +209,7 @@ async fn cooldown_skips_a_failing_deployment_and_it_recovers() {
     // After its first failure g/0 cools down for 1 s: it is tried at most once in this burst.
     assert_eq!(failed_first, 1, "cooldown keeps the failing deployment out");
     assert_eq!(calls_to(&fake, "fake-500"), 1);
-    let metrics = client()
-        .get(gw.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gw.metrics().await;
     assert!(
         metrics.contains("sluice_deployment_cooldown{deployment=\"g/0\"} 1"),
         "{metrics}"
@@ -263,14 +256,7 @@ async fn client_errors_do_not_cool_a_deployment_down() {
         assert_eq!(r.status, 400, "{:?}", r.body);
     }
     assert_eq!(calls_to(&fake, "fake-400"), 3);
-    let metrics = client()
-        .get(gw.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gw.metrics().await;
     assert!(
         !metrics.contains("sluice_deployment_cooldown{deployment=\"bad/0\"} 1"),
         "{metrics}"
