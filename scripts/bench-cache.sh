@@ -18,18 +18,10 @@ scripts/fetch-models.sh >/dev/null
 cargo build --release --bins
 rm -rf "$OUT"; mkdir -p "$OUT"
 
-PIDS=()
-trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
-wait_addr() { # FILE PATTERN -> prints http://ADDR
-    for _ in $(seq 1 600); do
-        local a; a="$(sed -n "s|^$2 \(http://[0-9.:]*\).*|\1|p" "$1" | head -n 1)"
-        [ -n "$a" ] && { echo "$a"; return; }
-        sleep 0.1
-    done
-    echo "bench: no listening line in $1" >&2; exit 1
-}
-"$TARGET_DIR/release/sluice-mock-upstream" --listen 127.0.0.1:0 >"$OUT/mock.out" 2>&1 & PIDS+=($!)
-MOCK="$(wait_addr "$OUT/mock.out" "mock upstream listening on")"
+# shellcheck source=lib/procs.sh
+. "$ROOT/scripts/lib/procs.sh"
+trap proc_stop_all EXIT
+MOCK="$(proc_start mock "mock upstream listening on" "$TARGET_DIR/release/sluice-mock-upstream" --listen 127.0.0.1:0)"
 # GATEWAY NAME MEMO: starts a gateway (memo = embedding_memo_entries), seeds one answer, checks
 # the three outcomes and sets URL.
 gateway() {
@@ -40,8 +32,7 @@ model_list:
 general_settings: {master_key: $KEY}
 sluice: {data_dir: $OUT/$1-state, log_level: warn, cache: {models_dir: $ROOT/models, embedding_memo_entries: $2}}
 YAML
-    "$TARGET_DIR/release/sluice" serve --config "$OUT/$1.yaml" --listen 127.0.0.1:0 >"$OUT/$1.out" 2>"$OUT/$1.err" & PIDS+=($!)
-    URL="$(wait_addr "$OUT/$1.out" "sluice listening on")"
+    URL="$(proc_start "$1" "sluice listening on" "$TARGET_DIR/release/sluice" serve --config "$OUT/$1.yaml" --listen 127.0.0.1:0)"
     echo "$1: seed $(post 'How do I reset my password?'), exact $(post 'How do I reset my password?'), semantic $(post 'how do i reset my password')" >&2
 }
 body() { printf '{"model":"bench","messages":[{"role":"user","content":"%s"}]}' "$1"; }
@@ -63,14 +54,13 @@ LUA
         'BEGIN { printf "| %s | %d | %.3f | %.3f | %s | %s |\n", n, c, a / 1000, b / 1000, r, e }'
 }
 gateway memo-off 0
-stop_last() { kill "${PIDS[-1]}" 2>/dev/null || true; wait "${PIDS[-1]}" 2>/dev/null || true; }
 echo
 echo "| scenario | connections | p50 ms | p99 ms | req/s | errors |"
 echo "|---|---|---|---|---|---|"
 # Memo off: every semantic hit runs the model.
 run semantic-model-c1 1 1 'how do i reset my password'
 run semantic-model-c32 2 32 'how do i reset my password'
-stop_last
+proc_stop memo-off
 # Default config: the repeated paraphrase's vector comes from the memo after its first request.
 gateway default 4096
 run exact-c1 1 1 'How do I reset my password?'
