@@ -77,16 +77,28 @@ fn usage(p: u64, c: u64) -> Usage {
     }
 }
 
+/// A miss in group `g` that paid `usd` upstream.
+fn paid(usage: Usage, usd: f64) -> Charge<'static> {
+    Charge {
+        group: "g",
+        usage,
+        cost_usd: usd,
+        cache_hit: false,
+    }
+}
+
+/// A hit in group `g`: nothing paid upstream.
+fn from_cache(usage: Usage) -> Charge<'static> {
+    Charge {
+        group: "g",
+        usage,
+        cost_usd: 0.0,
+        cache_hit: true,
+    }
+}
+
 fn pay(f: &Fixture, p: &Payer, usd: f64) {
-    f.spend.record(
-        p,
-        &Charge {
-            group: "g",
-            usage: usage(10, 5),
-            cost_usd: usd,
-            cache_hit: false,
-        },
-    );
+    f.spend.record(p, &paid(usage(10, 5), usd));
 }
 
 #[test]
@@ -134,17 +146,7 @@ fn a_request_that_would_pass_the_budget_is_refused() {
 
 #[test]
 fn cache_hits_are_free_unless_configured_to_count() {
-    let hit = |f: &Fixture, p: &Payer| {
-        f.spend.record(
-            p,
-            &Charge {
-                group: "g",
-                usage: usage(100, 100),
-                cost_usd: 0.0,
-                cache_hit: true,
-            },
-        )
-    };
+    let hit = |f: &Fixture, p: &Payer| f.spend.record(p, &from_cache(usage(100, 100)));
     // Default: a hit saves $0.30 at g's prices and charges nothing.
     let f = fixture(BudgetsConfig::default());
     let p = payer(Some(key(Some(0.5), None, 0)), None);
@@ -262,15 +264,7 @@ fn alerts_fire_once_per_threshold_per_window() {
         AlertsConfig::default(),
         &[],
     );
-    again.record(
-        &p,
-        &Charge {
-            group: "g",
-            usage: usage(1, 1),
-            cost_usd: 0.01,
-            cache_hit: false,
-        },
-    );
+    again.record(&p, &paid(usage(1, 1), 0.01));
     assert!(again.recent_alerts().is_empty());
     assert!((again.key_window_spend(p.key.as_ref().unwrap()) - 0.56).abs() < 1e-9);
 }
@@ -283,15 +277,7 @@ fn rollups_group_by_key_user_model_and_day_and_survive_a_reopen() {
     pay(&f, &k, 0.25);
     pay(&f, &m, 0.5);
     // A cache hit: a request and what it saved, no spend.
-    f.spend.record(
-        &k,
-        &Charge {
-            group: "g",
-            usage: usage(100, 50),
-            cost_usd: 0.0,
-            cache_hit: true,
-        },
-    );
+    f.spend.record(&k, &from_cache(usage(100, 50)));
     f.clock.advance(86_400 * 1_000);
     pay(&f, &m, 1.0);
     let today = f.spend.today();
@@ -409,15 +395,7 @@ fn key_totals(spend: &Spend) -> Totals {
 }
 
 fn hit(spend: &Spend, p: &Payer) {
-    spend.record(
-        p,
-        &Charge {
-            group: "g",
-            usage: usage(100, 50),
-            cost_usd: 0.0,
-            cache_hit: true,
-        },
-    );
+    spend.record(p, &from_cache(usage(100, 50)));
 }
 
 #[test]
@@ -426,15 +404,7 @@ fn recorded_spend_survives_a_crash_before_any_flush() {
     let k = key(Some(10.0), Some(3_600), 0);
     let p = payer(Some(k.clone()), Some("alice"));
     for usd in [0.25, 0.5] {
-        spend.record(
-            &p,
-            &Charge {
-                group: "g",
-                usage: usage(10, 5),
-                cost_usd: usd,
-                cache_hit: false,
-            },
-        );
+        spend.record(&p, &paid(usage(10, 5), usd));
     }
     hit(&spend, &p);
     assert_eq!(
@@ -476,17 +446,7 @@ fn a_crash_after_a_flush_loses_nothing_and_counts_nothing_twice() {
     let Fixture { spend, clock, dir } = fixture(budgets.clone());
     let k = key(Some(10.0), None, 0);
     let p = payer(Some(k.clone()), None);
-    let pay_to = |s: &Spend, usd: f64| {
-        s.record(
-            &p,
-            &Charge {
-                group: "g",
-                usage: usage(10, 5),
-                cost_usd: usd,
-                cache_hit: false,
-            },
-        )
-    };
+    let pay_to = |s: &Spend, usd: f64| s.record(&p, &paid(usage(10, 5), usd));
     pay_to(&spend, 1.0);
     pay_to(&spend, 2.0);
     spend.flush().unwrap();
@@ -524,15 +484,7 @@ fn a_budget_spent_before_a_crash_still_refuses_after_it() {
     let Fixture { spend, clock, dir } = fixture(BudgetsConfig::default());
     let k = key(Some(1.0), Some(3_600), 0);
     let p = payer(Some(k.clone()), None);
-    spend.record(
-        &p,
-        &Charge {
-            group: "g",
-            usage: usage(10, 5),
-            cost_usd: 1.0,
-            cache_hit: false,
-        },
-    );
+    spend.record(&p, &paid(usage(10, 5), 1.0));
     assert!(spend.check(&p).is_err());
     let again = crash_and_reopen(spend, dir.path(), &clock, BudgetsConfig::default());
     let refused = again.check(&p).unwrap_err();
@@ -570,15 +522,7 @@ fn records_racing_flushes_are_counted_exactly_once_after_a_crash() {
             let (spend, p) = (Arc::clone(&spend), p.clone());
             std::thread::spawn(move || {
                 for _ in 0..500 {
-                    spend.record(
-                        &p,
-                        &Charge {
-                            group: "g",
-                            usage: usage(10, 5),
-                            cost_usd: 0.5,
-                            cache_hit: false,
-                        },
-                    );
+                    spend.record(&p, &paid(usage(10, 5), 0.5));
                 }
             })
         })
@@ -589,15 +533,7 @@ fn records_racing_flushes_are_counted_exactly_once_after_a_crash() {
     stop.store(true, Ordering::Release);
     assert!(flusher.join().unwrap() > 0);
     // And one more that no flush saw.
-    spend.record(
-        &p,
-        &Charge {
-            group: "g",
-            usage: usage(10, 5),
-            cost_usd: 0.5,
-            cache_hit: false,
-        },
-    );
+    spend.record(&p, &paid(usage(10, 5), 0.5));
 
     let again = crash_and_reopen(spend, dir.path(), &clock, budgets);
     let users = again
