@@ -205,14 +205,15 @@ impl AuditLog {
             admin,
             prev_hash: &head.hash,
         })?;
-        self.store.put(Cf::Audit, &seq.to_be_bytes(), &bytes)?;
-        *head = Mark { seq, hash, time_ms };
-        // The record is durable: a failed hint only costs a longer scan at the next open and
-        // truncation detection for this one record, so it must not fail the append.
-        let hint = serde_json::to_vec(&*head)?;
-        if let Err(e) = self.store.put(Cf::Meta, META_HEAD, &hint) {
-            tracing::warn!(error = %e, seq, "cannot write the audit head hint");
-        }
+        let mark = Mark { seq, hash, time_ms };
+        // The record and the head hint go in one batch: one WAL write per request, not two,
+        // and the hint can never lag its record.
+        let hint = serde_json::to_vec(&mark)?;
+        self.store.put_all(&[
+            (Cf::Audit, &seq.to_be_bytes(), &bytes),
+            (Cf::Meta, META_HEAD, &hint),
+        ])?;
+        *head = mark;
         Ok(seq)
     }
 
