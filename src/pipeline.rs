@@ -141,8 +141,15 @@ impl Caller {
         }
     }
 
+    /// Keeps the prompt as sent on, for the audit record (with `audit.log_bodies`).
+    pub fn keep_prompt(&self, prompt: impl FnOnce() -> Option<Value>) {
+        if let Some(b) = &self.bodies {
+            b.lock().prompt = prompt();
+        }
+    }
+
     /// Keeps the answer of `reply` for the audit record (JSON now, a stream when it ends).
-    fn keep_answer(&self, reply: Reply) -> Reply {
+    pub(crate) fn keep_answer(&self, reply: Reply) -> Reply {
         let Some(bodies) = &self.bodies else {
             return reply;
         };
@@ -801,9 +808,7 @@ pub async fn chat(
     let policies = state.pii.policies(principal.pii(), &route.group);
     let guarded = state.pii.guard_request(&mut req, policies)?;
     caller.pii_kinds = guarded.kind_names();
-    if let Some(b) = &caller.bodies {
-        b.lock().prompt = serde_json::to_value(&req.messages).ok();
-    }
+    caller.keep_prompt(|| serde_json::to_value(&req.messages).ok());
     let reply = serve_chat(state, principal, req, control, caller, needs, route).await?;
     if guarded.is_noop() {
         return Ok(caller.keep_answer(reply));

@@ -842,3 +842,40 @@ async fn native_calls_count_against_the_key_limits() {
     assert_eq!(second.status, 429, "{}", second.text);
     assert_eq!(fake.call_count(), 1);
 }
+
+#[tokio::test]
+async fn native_requests_keep_masked_bodies_with_log_bodies() {
+    let fake = FakeOpenAi::start();
+    let gw = TestGateway::builder()
+        .config(config(&fake, "  audit: {log_bodies: true}\n"))
+        .spawn();
+    let input = "write to ann@example.com";
+    // A miss as JSON, a miss streamed (another prompt), then a cache hit of the first.
+    for (text, stream) in [
+        (input, false),
+        ("and bob@example.com", true),
+        (input, false),
+    ] {
+        let a = create(
+            &gw,
+            json!({"model": "native", "input": text, "stream": stream}),
+        )
+        .await;
+        assert_eq!(a.status, 200, "{}", a.text);
+    }
+    assert_eq!(fake.call_count(), 2, "the third request is a hit");
+    let records = common::audit_records(&gw, MASTER, "kind=request", 3).await;
+    assert_eq!(records.len(), 3, "{records:?}");
+    let mut outcomes = Vec::new();
+    for r in &records {
+        let body = &r["request"]["body"];
+        let prompt = body["prompt"].to_string();
+        assert!(prompt.contains("[EMAIL_1]"), "{body}");
+        let answer = body["answer"].to_string();
+        assert!(answer.contains("You said:"), "{body}");
+        assert!(!r.to_string().contains("@example.com"), "{r}");
+        outcomes.push(r["request"]["cache_outcome"].as_str().unwrap().to_string());
+    }
+    outcomes.sort();
+    assert_eq!(outcomes, ["hit-exact", "miss", "miss"], "{records:?}");
+}

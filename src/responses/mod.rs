@@ -190,6 +190,7 @@ pub async fn create(
         // served like a translated answer, and a miss goes native with a writer that stores
         // its final Response in chat form. Requests with hosted tools have no chat form and
         // are not cached.
+        caller.keep_prompt(|| Some(Value::Array(items.clone())));
         let mut writer = None;
         if let Some(chat) = chat_form.ok().filter(|c| c.validate().is_ok()) {
             if principal.allows_model(&req.model) {
@@ -197,7 +198,7 @@ pub async fn create(
                 match pipeline::cache_first(state, principal, &group, &chat, control, caller)
                     .await?
                 {
-                    Ok(hit) => return as_response(hit, &req, saver).await,
+                    Ok(hit) => return as_response(caller.keep_answer(hit), &req, saver).await,
                     Err(w) => writer = w.map(|w| (group, w)),
                 }
             }

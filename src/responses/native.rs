@@ -15,7 +15,7 @@ use crate::auth::Principal;
 use crate::cache::CacheOutcome;
 use crate::error::ApiError;
 use crate::limits::{self, Demand, Ticket};
-use crate::pipeline::{self, CacheCtx, Caller, Reply, ReplyBody};
+use crate::pipeline::{self, Bodies, CacheCtx, Caller, Reply, ReplyBody};
 use crate::providers::{self, UpstreamError};
 use crate::router::Needs;
 use crate::spend::{Charge, Payer, Spend};
@@ -202,6 +202,7 @@ pub(super) async fn create(
             })
         })?;
         patch(&mut response, previous.as_deref());
+        keep_output(caller.bodies.as_ref(), &response);
         let usage = translate::chat_usage(response.get("usage"));
         let cost_usd = d.price.map(|p| p.cost(&usage));
         account.settle(usage, cost_usd.unwrap_or(0.0));
@@ -257,10 +258,12 @@ pub(super) async fn create(
     };
     let price = d.price;
     let usage_cell = Arc::clone(&caller.usage);
+    let bodies = caller.bodies.clone();
     let settle: Settle = Box::new(move |response: Option<&Value>| {
         let usage = translate::chat_usage(response.and_then(|r| r.get("usage")));
-        if response.is_some() {
+        if let Some(r) = response {
             *usage_cell.lock() = Some(usage);
+            keep_output(bodies.as_ref(), r);
         }
         account.settle(usage, price.map_or(0.0, |p| p.cost(&usage)));
         if let (Some((group, ctx)), Some(completion)) =
@@ -302,6 +305,13 @@ pub(super) fn input_kinds(scanner: &crate::pii::Scanner, items: &[Value]) -> Vec
     let mut out = std::collections::BTreeSet::new();
     items.iter().for_each(|i| walk(i, scanner, &mut out));
     out.into_iter().collect()
+}
+
+/// Keeps a native answer's output items for the audit record (with `audit.log_bodies`).
+fn keep_output(bodies: Option<&Arc<parking_lot::Mutex<Bodies>>>, response: &Value) {
+    if let Some(b) = bodies {
+        b.lock().answer = response.get("output").cloned();
+    }
 }
 
 /// A completed native answer in the chat form the cache stores and every surface replays.
