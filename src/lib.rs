@@ -21,6 +21,7 @@ pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod cache;
+pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod dashboard;

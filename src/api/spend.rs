@@ -4,8 +4,9 @@
 
 use super::read_json;
 use crate::auth::{authenticate, require_admin};
+use crate::clock::parse_day;
 use crate::error::ApiError;
-use crate::spend::{parse_day, GroupBy};
+use crate::spend::GroupBy;
 use crate::state::AppState;
 use crate::tokens::{self, Tokenizer};
 use crate::wire::{parse_json, ChatRequest};

@@ -5,7 +5,7 @@ use super::{
     redact_secrets, AdminRecord, AuditError, AuditKind, AuditOptions, AuditPage, AuditQuery,
     AuditRecord, Break, BreakReason, RequestRecord, VerifyReport, MAX_LIMIT,
 };
-use crate::keys::time::system_now_ms;
+use crate::clock::system_now_ms;
 use crate::store::{Cf, Store};
 use parking_lot::Mutex;
 use serde_json::value::RawValue;

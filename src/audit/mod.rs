@@ -16,13 +16,12 @@
 mod chain;
 pub mod cli;
 mod log;
-mod time;
 
 #[cfg(test)]
 mod tests;
 
+pub use crate::clock::parse_time_ms;
 pub use log::{AuditLog, Clock};
-pub use time::parse_time_ms;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

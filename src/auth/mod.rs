@@ -4,8 +4,8 @@
 //! header, the dashboard's session cookie stands in for the key (`dashboard::session`, which
 //! also enforces CSRF for cookie-authenticated changes before routing).
 
+use crate::clock::format_rfc3339;
 use crate::error::ApiError;
-use crate::keys::time::format_rfc3339;
 use crate::keys::{AuthFailure, KeyCachePolicy, VirtualKey, SECRET_PREFIX};
 use crate::state::AppState;
 use actix_web::dev::Payload;

@@ -5,9 +5,10 @@
 use super::raw::{RawAlerts, RawBudget, RawBudgets, RawLimits, RawLitellmSettings, RawRate};
 use super::validate::ConfigIssues;
 use super::Deployment;
+use crate::clock::parse_duration;
 use crate::limits::{LimitsConfig, Rate};
 use crate::router::RoutingConfig;
-use crate::spend::{parse_duration, AlertsConfig, Budget, BudgetsConfig};
+use crate::spend::{AlertsConfig, Budget, BudgetsConfig};
 
 /// One scope's limits; zeros are refused (leave a limit out for "unlimited").
 fn rate(raw: &RawRate, path: &str, issues: &mut ConfigIssues) -> Rate {

@@ -7,9 +7,10 @@ use super::{assets, now_ms, tail};
 use crate::api::read_json;
 use crate::audit::AdminRecord;
 use crate::auth::{authenticate, authenticate_key, Principal};
+use crate::clock::parse_day;
 use crate::error::ApiError;
 use crate::providers::ProviderKind;
-use crate::spend::{parse_day, GroupBy, ReportRow};
+use crate::spend::{GroupBy, ReportRow};
 use crate::state::AppState;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::DefaultHeaders;
@@ -514,7 +515,7 @@ async fn me(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse
                 "role": role(&p),
                 "spend_usd": spend,
                 "budget_usd": k.max_budget,
-                "budget_period": k.budget_duration_secs.map(crate::keys::time::format_duration),
+                "budget_period": k.budget_duration_secs.map(crate::clock::format_duration),
                 "models": (!k.models.is_empty()).then(|| k.models.clone()),
             })
         }

@@ -153,7 +153,7 @@ pub fn principal_of(state: &AppState, token: &str, s: &Session) -> Result<Princi
             if let Some(at) = k.expires_at {
                 if state.keys.now() >= at {
                     return Err(ApiError::KeyExpired {
-                        at: crate::keys::time::format_rfc3339(at),
+                        at: crate::clock::format_rfc3339(at),
                     });
                 }
             }

@@ -10,8 +10,8 @@
 
 use super::input::{Dialect, KeyChanges};
 use super::store::{KeyError, KeyStore};
-use super::time::parse_duration;
 use super::view;
+use crate::clock::parse_duration;
 use crate::config::{Config, ConfigError};
 use crate::router::Router;
 use crate::store::{Store, StoreError};

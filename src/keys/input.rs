@@ -4,8 +4,8 @@
 //! The body is read as a JSON object by hand rather than through a derived type: the messages
 //! say what a good value looks like, and PATCH needs to tell "absent" from `null` (clear).
 
-use super::time::{parse_duration, parse_rfc3339};
 use super::{KeyCachePolicy, VirtualKey};
+use crate::clock::{parse_duration, parse_rfc3339};
 use serde_json::{Map, Value};
 
 /// A field that failed validation, with the JSON path of the field.

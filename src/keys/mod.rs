@@ -13,7 +13,6 @@
 pub mod cli;
 pub mod input;
 pub mod store;
-pub mod time;
 pub mod view;
 
 pub use input::{Dialect, KeyChanges, KeyFieldError};

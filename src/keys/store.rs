@@ -19,8 +19,8 @@
 //! `revoked_at` before deleting hashes (start-up drops hashes of revoked keys).
 
 use super::input::KeyChanges;
-use super::time::system_now_ms;
 use super::{KeyCachePolicy, VirtualKey};
+use crate::clock::system_now_ms;
 use crate::config::Secret;
 use crate::store::{Cf, Store, StoreError};
 use parking_lot::{Mutex, RwLock};

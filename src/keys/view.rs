@@ -1,8 +1,8 @@
 //! How a key record is shown by the admin API and the CLI: the stored fields plus readable
 //! forms (`budget_duration: "30d"`, `expires: "2030-01-01T00:00:00Z"`, `status`). Never a secret.
 
-use super::time::{format_duration, format_rfc3339};
 use super::VirtualKey;
+use crate::clock::{format_duration, format_rfc3339};
 use serde_json::{json, Value};
 
 /// Whether a key works now.

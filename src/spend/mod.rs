@@ -24,11 +24,10 @@
 //!   sleeping.
 
 mod alerts;
-mod calendar;
 
 pub use alerts::{AlertsConfig, BudgetAlert, BUDGET_ALERTS_TOTAL};
-pub use calendar::{day, format_duration, parse_day, parse_duration, rfc3339};
 
+use crate::clock::{day, format_duration, format_rfc3339};
 use crate::config::Deployment;
 use crate::keys::VirtualKey;
 use crate::limits::Clock;
@@ -277,7 +276,7 @@ impl fmt::Display for BudgetRefusal {
                 f,
                 " in the current {} window; resets at {}",
                 format_duration(d),
-                rfc3339(at)
+                format_rfc3339(at)
             ),
             _ => write!(f, "; the budget does not reset"),
         }
@@ -755,8 +754,8 @@ impl Spend {
                             threshold: *t,
                             spend: w.spend,
                             max_budget: max,
-                            window_start: rfc3339(start),
-                            window_end: end.map(rfc3339),
+                            window_start: format_rfc3339(start),
+                            window_end: end.map(format_rfc3339),
                         });
                     }
                 }
