@@ -655,13 +655,20 @@ impl CacheCtx {
         self.outcome
     }
 
-    /// Stores an answer in the background (streams finish after the response has started),
-    /// unless the request said `no-store`.
-    pub fn store_later(self, group: String, completion: Value, usage: Usage) {
+    /// The write-back of a streamed answer, which the stream completes before its last bytes
+    /// go out (none with `no-store`).
+    pub fn store_at_end(
+        self,
+        group: String,
+        completion: Value,
+        usage: Usage,
+    ) -> Option<crate::stream::Settling> {
         if self.control.no_store {
-            return;
+            return None;
         }
-        tokio::spawn(async move { self.store(&group, &completion, usage).await });
+        Some(Box::pin(async move {
+            self.store(&group, &completion, usage).await
+        }))
     }
 
     /// Stores an answer now, unless the request said `no-store`. Best effort: the answer is
@@ -1067,9 +1074,10 @@ async fn serve_chat(
                 g.complete(Arc::new(completion.clone()), usage);
             }
             if let Some(cc) = ctx {
-                cc.store_later(group, completion, usage);
+                return cc.store_at_end(group, completion, usage);
             }
         }
+        None
     });
     Ok(Reply {
         deployment: Some(d),

@@ -20,7 +20,7 @@ use crate::providers::{self, UpstreamError};
 use crate::router::Needs;
 use crate::spend::{Charge, Payer, Spend};
 use crate::state::AppState;
-use crate::stream::{event_data, SseSplitter};
+use crate::stream::{event_data, Settling, SseSplitter};
 use crate::wire::Usage;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
@@ -269,8 +269,9 @@ pub(super) async fn create(
         if let (Some((group, ctx)), Some(completion)) =
             (cache, response.and_then(cacheable_completion))
         {
-            ctx.store_later(group, completion, usage);
+            return ctx.store_at_end(group, completion, usage);
         }
+        None
     });
     let upstream = futures_util::stream::once(async move { Ok(first) }).chain(rest);
     Ok(Reply {
@@ -319,8 +320,9 @@ fn cacheable_completion(response: &Value) -> Option<Value> {
     translate::to_completion(response).filter(crate::cache::cacheable)
 }
 
-/// Called once when a passed-through stream ends, with its final Response object if one came.
-type Settle = Box<dyn FnOnce(Option<&Value>)>;
+/// Called once when a passed-through stream ends, with its final Response object if one came;
+/// what it returns (the cache write-back) completes before the final event goes out.
+type Settle = Box<dyn FnOnce(Option<&Value>) -> Option<Settling>>;
 
 /// Event types that carry the final Response object.
 const FINAL_EVENTS: &[&str] = &[
@@ -430,8 +432,8 @@ where
     futures_util::stream::unfold(state, |mut s| async move {
         loop {
             if let Some(response) = s.final_response.take() {
-                if let Some(settle) = s.settle.take() {
-                    settle(Some(&response));
+                if let Some(settling) = s.settle.take().and_then(|f| f(Some(&response))) {
+                    settling.await;
                 }
                 if let Some(saver) = s.saver.take() {
                     saver.save(response).await;
@@ -442,8 +444,8 @@ where
             }
             if s.ended {
                 // No final object (the upstream broke): the request counts, no tokens.
-                if let Some(settle) = s.settle.take() {
-                    settle(None);
+                if let Some(settling) = s.settle.take().and_then(|f| f(None)) {
+                    settling.await;
                 }
                 return None;
             }
@@ -548,7 +550,10 @@ mod tests {
         ];
         let settled = std::rc::Rc::new(std::cell::Cell::new(None));
         let seen = std::rc::Rc::clone(&settled);
-        let settle: Settle = Box::new(move |r| seen.set(Some(r.is_some())));
+        let settle: Settle = Box::new(move |r| {
+            seen.set(Some(r.is_some()));
+            None
+        });
         let frames: Vec<Bytes> =
             passthrough_sse(futures_util::stream::iter(broken), None, None, Some(settle))
                 .map(|r| match r {

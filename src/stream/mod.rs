@@ -20,6 +20,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
 use serde_json::Value;
 use std::convert::Infallible;
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -41,8 +42,13 @@ pub struct StreamOutcome {
     pub first_token_at: Option<Instant>,
 }
 
-/// Called once with the outcome, at the end of the stream or when the client disconnects.
-pub type OnFinish = Box<dyn FnOnce(StreamOutcome) + Send>;
+/// Work a stream's end must complete before the client may see its last bytes (the cache
+/// write-back: an answer the client holds in full is a stored one).
+pub type Settling = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Called once with the outcome, at the end of the stream or when the client disconnects; what
+/// it returns runs to completion before the stream's last bytes go out.
+pub type OnFinish = Box<dyn FnOnce(StreamOutcome) -> Option<Settling> + Send>;
 
 /// Passes upstream SSE to the client event by event while accumulating the answer.
 pub struct Tee {
@@ -56,6 +62,8 @@ pub struct Tee {
     error: Option<UpstreamError>,
     first_token_at: Option<Instant>,
     on_finish: Option<OnFinish>,
+    /// The end's work in progress, and the bytes held back until it is done.
+    settling: Option<(Settling, Bytes)>,
 }
 
 impl Tee {
@@ -71,6 +79,7 @@ impl Tee {
             error: None,
             first_token_at: None,
             on_finish: Some(on_finish),
+            settling: None,
         }
     }
 
@@ -106,18 +115,28 @@ impl Tee {
         !(self.strip_usage && usage_only)
     }
 
-    fn finish(&mut self, cancelled: bool) {
-        if let Some(f) = self.on_finish.take() {
-            let acc = std::mem::take(&mut self.acc);
-            let clean = !cancelled && self.saw_done && self.error.is_none() && acc.all_finished();
-            f(StreamOutcome {
-                usage: acc.usage(),
-                completion: acc.into_completion(),
-                clean,
-                cancelled,
-                error: self.error.take(),
-                first_token_at: self.first_token_at,
-            });
+    fn finish(&mut self, cancelled: bool) -> Option<Settling> {
+        let f = self.on_finish.take()?;
+        let acc = std::mem::take(&mut self.acc);
+        let clean = !cancelled && self.saw_done && self.error.is_none() && acc.all_finished();
+        f(StreamOutcome {
+            usage: acc.usage(),
+            completion: acc.into_completion(),
+            clean,
+            cancelled,
+            error: self.error.take(),
+            first_token_at: self.first_token_at,
+        })
+    }
+
+    /// Ends the stream with `last`, once the end's work (if any) is done.
+    fn end_with(&mut self, last: Bytes) -> Option<Bytes> {
+        match self.finish(false) {
+            Some(settling) => {
+                self.settling = Some((settling, last));
+                None
+            }
+            None => Some(last),
         }
     }
 }
@@ -127,10 +146,20 @@ impl Stream for Tee {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
-        if this.ended {
-            return Poll::Ready(None);
-        }
         loop {
+            if let Some((settling, _)) = &mut this.settling {
+                if settling.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                if let Some((_, held)) = this.settling.take() {
+                    if !held.is_empty() {
+                        return Poll::Ready(Some(Ok(held)));
+                    }
+                }
+            }
+            if this.ended {
+                return Poll::Ready(None);
+            }
             match this.inner.as_mut().poll_next(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Some(Ok(chunk))) => {
@@ -141,32 +170,38 @@ impl Stream for Tee {
                             out.extend_from_slice(&event);
                         }
                     }
+                    let out = out.freeze();
                     if this.saw_done {
-                        // Spend and the write-back are recorded before the client can hold
-                        // `[DONE]`: an acknowledged answer is an accounted one, even if the
-                        // upstream keeps its connection open or the process dies next.
-                        this.finish(false);
+                        // Spend and the write-back are done before the client can hold
+                        // `[DONE]`: an acknowledged answer is an accounted and stored one, even
+                        // if the upstream keeps its connection open or the process dies next.
+                        match this.end_with(out) {
+                            Some(out) if !out.is_empty() => return Poll::Ready(Some(Ok(out))),
+                            _ => continue,
+                        }
                     }
                     if !out.is_empty() {
-                        return Poll::Ready(Some(Ok(out.freeze())));
+                        return Poll::Ready(Some(Ok(out)));
                     }
                 }
                 Poll::Ready(Some(Err(e))) => {
                     let frame = sse_data(&crate::error::ApiError::from(e.clone()).body());
                     this.error = Some(e);
                     this.ended = true;
-                    this.finish(false);
-                    return Poll::Ready(Some(Ok(frame)));
+                    if let Some(frame) = this.end_with(frame) {
+                        return Poll::Ready(Some(Ok(frame)));
+                    }
                 }
                 Poll::Ready(None) => {
                     this.ended = true;
                     let rest = this.splitter.finish();
                     let keep = rest.as_ref().is_some_and(|r| this.observe(r));
-                    this.finish(false);
-                    return match rest {
-                        Some(r) if keep => Poll::Ready(Some(Ok(r))),
-                        _ => Poll::Ready(None),
-                    };
+                    let last = rest.filter(|_| keep).unwrap_or_default();
+                    match this.end_with(last) {
+                        Some(last) if !last.is_empty() => return Poll::Ready(Some(Ok(last))),
+                        Some(_) => return Poll::Ready(None),
+                        None => {}
+                    }
                 }
             }
         }
@@ -176,14 +211,24 @@ impl Stream for Tee {
 impl Drop for Tee {
     fn drop(&mut self) {
         // Dropped before the end: the client disconnected; dropping `inner` cancels upstream.
-        self.finish(true);
+        // A cancelled stream is never clean, so it has no end's work of its own; work already
+        // started for a clean end (the client left while `[DONE]` was held) still completes.
+        let settling = self
+            .finish(true)
+            .into_iter()
+            .chain(self.settling.take().map(|(s, _)| s));
+        for s in settling {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(s);
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tee_tests {
     use super::*;
-    use futures_util::StreamExt;
+    use futures_util::{FutureExt, StreamExt};
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
 
@@ -204,6 +249,7 @@ mod tee_tests {
             Box::new(move |o: StreamOutcome| {
                 assert!(o.clean);
                 seen.store(true, Ordering::SeqCst);
+                None
             }),
         );
         let mut body = Vec::new();
@@ -218,5 +264,58 @@ mod tee_tests {
             finished.load(Ordering::SeqCst),
             "on_finish ran before [DONE] was handed out"
         );
+    }
+
+    #[tokio::test]
+    async fn done_waits_for_the_end_s_work() {
+        let chunk = r#"{"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":"stop"}]}"#;
+        let frames: Vec<Result<Bytes, UpstreamError>> = vec![
+            Ok(Bytes::from(format!("data: {chunk}\n\n"))),
+            Ok(Bytes::from_static(b"data: [DONE]\n\n")),
+        ];
+        let (stored_tx, stored_rx) = tokio::sync::oneshot::channel::<()>();
+        let mut tee = Tee::new(
+            Box::pin(futures_util::stream::iter(frames)),
+            false,
+            Box::new(move |o: StreamOutcome| {
+                assert!(o.clean);
+                Some(Box::pin(async move {
+                    let _ = stored_rx.await;
+                }))
+            }),
+        );
+        let first = tee.next().await.unwrap().unwrap();
+        assert!(first.starts_with(b"data: {"), "{first:?}");
+        // The write-back has not finished: `[DONE]` is held back.
+        assert!(tee.next().now_or_never().is_none());
+        assert!(tee.next().now_or_never().is_none());
+        stored_tx.send(()).unwrap();
+        let last = tee.next().await.unwrap().unwrap();
+        assert_eq!(&last[..], b"data: [DONE]\n\n");
+        assert!(tee.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_client_leaving_while_done_is_held_does_not_cancel_the_write() {
+        let chunk = r#"{"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":"stop"}]}"#;
+        let frames: Vec<Result<Bytes, UpstreamError>> = vec![Ok(Bytes::from(format!(
+            "data: {chunk}\n\ndata: [DONE]\n\n"
+        )))];
+        let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        let mut tee = Tee::new(
+            Box::pin(futures_util::stream::iter(frames)),
+            false,
+            Box::new(move |_| {
+                Some(Box::pin(async move {
+                    let _ = go_rx.await;
+                    let _ = done_tx.send(());
+                }))
+            }),
+        );
+        assert!(tee.next().now_or_never().is_none());
+        drop(tee);
+        go_tx.send(()).unwrap();
+        done_rx.await.expect("the held write-back ran to its end");
     }
 }
