@@ -6,7 +6,6 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
-use std::collections::HashMap;
 
 /// Query parameters `GET /admin/audit` understands.
 const KNOWN: &[&str] = &["from", "to", "key", "kind", "cursor", "limit"];
@@ -51,18 +50,7 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
 
 /// Turns the query string into an [`AuditQuery`], or a 400 naming the bad parameter.
 fn parse_query(query: &str) -> Result<AuditQuery, ApiError> {
-    let q = web::Query::<HashMap<String, String>>::from_query(query)
-        .map_err(|e| ApiError::invalid("query", format!("invalid query string: {e}")))?
-        .into_inner();
-    if let Some(unknown) = q.keys().find(|k| !KNOWN.contains(&k.as_str())) {
-        return Err(ApiError::invalid(
-            unknown,
-            format!(
-                "unknown parameter '{unknown}' (known: {})",
-                KNOWN.join(", ")
-            ),
-        ));
-    }
+    let q = super::query_params(query, KNOWN)?;
     let time = |name: &str| -> Result<Option<u64>, ApiError> {
         q.get(name)
             .map(|v| {

@@ -5,6 +5,7 @@ use actix_web::http::header::CONTENT_LENGTH;
 use actix_web::{web, HttpRequest};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
+use std::collections::HashMap;
 
 /// The request's id (from `x-request-id`, or generated), stored in request extensions.
 #[derive(Debug, Clone)]
@@ -69,6 +70,24 @@ pub async fn read_json<T: for<'de> serde::Deserialize<'de>>(
 ) -> Result<T, ApiError> {
     let body = read_body(req, payload, state.config.server.max_body_bytes).await?;
     Ok(crate::wire::parse_json(&body)?)
+}
+
+/// The query string as a map; an unreadable string or a parameter not in `known` is a 400
+/// naming it.
+pub fn query_params(query: &str, known: &[&str]) -> Result<HashMap<String, String>, ApiError> {
+    let q = web::Query::<HashMap<String, String>>::from_query(query)
+        .map_err(|e| ApiError::invalid("query", format!("invalid query string: {e}")))?
+        .into_inner();
+    if let Some(unknown) = q.keys().find(|k| !known.contains(&k.as_str())) {
+        return Err(ApiError::invalid(
+            unknown,
+            format!(
+                "unknown parameter '{unknown}' (known: {})",
+                known.join(", ")
+            ),
+        ));
+    }
+    Ok(q)
 }
 
 #[cfg(test)]

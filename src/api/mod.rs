@@ -14,9 +14,9 @@ mod models;
 mod openapi;
 mod realtime;
 mod responses;
-mod spend;
+pub(crate) mod spend;
 
-pub use body::{read_body, read_json, RequestId};
+pub use body::{query_params, read_body, read_json, RequestId};
 pub(crate) use chat::{base_record, PendingRecord};
 pub use chat::{CACHE_HEADER, COST_HEADER, ROUTE_HEADER};
 

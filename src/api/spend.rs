@@ -13,10 +13,52 @@ use crate::wire::{parse_json, ChatRequest};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
-use std::collections::HashMap;
 
 /// Earliest day a report covers when `from` is not given.
 const BEGINNING: &str = "1970-01-01";
+
+/// What a spend report asks for (`group_by`, `from`, `to`), from the admin API or the dashboard.
+pub(crate) struct ReportQuery {
+    /// How rows are grouped (default: by day).
+    pub by: GroupBy,
+    /// First UTC day, `YYYY-MM-DD` (default: the beginning).
+    pub from: String,
+    /// Last UTC day, `YYYY-MM-DD` (default: `today`).
+    pub to: String,
+}
+
+impl ReportQuery {
+    /// Reads a query string; an unknown or malformed parameter is a 400 naming it.
+    pub(crate) fn parse(query: &str, today: &str) -> Result<Self, ApiError> {
+        let q = super::query_params(query, &["group_by", "from", "to"])?;
+        let by_text = q.get("group_by").map_or("day", String::as_str);
+        let by = GroupBy::parse(by_text).ok_or_else(|| {
+            ApiError::invalid(
+                "group_by",
+                format!("'group_by' must be one of key, user, model, day; got '{by_text}'"),
+            )
+        })?;
+        let day = |name: &str, default: &str| -> Result<String, ApiError> {
+            match q.get(name) {
+                None => Ok(default.to_string()),
+                Some(v) => parse_day(v).map(str::to_string).ok_or_else(|| {
+                    ApiError::invalid(
+                        name,
+                        format!("'{name}' must be a date as YYYY-MM-DD, got '{v}'"),
+                    )
+                }),
+            }
+        };
+        let (from, to) = (day("from", BEGINNING)?, day("to", today)?);
+        if from > to {
+            return Err(ApiError::invalid(
+                "from",
+                format!("'from' ({from}) is after 'to' ({to})"),
+            ));
+        }
+        Ok(Self { by, from, to })
+    }
+}
 
 /// `GET /admin/spend?group_by=key|user|model|day&from=YYYY-MM-DD&to=YYYY-MM-DD`: one row per
 /// group over the UTC days `from..=to` (default: everything up to today), plus the total.
@@ -40,45 +82,8 @@ pub async fn report(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     require_admin(&state, req.headers())?;
-    let q = web::Query::<HashMap<String, String>>::from_query(req.query_string())
-        .map_err(|e| ApiError::invalid("query", format!("invalid query string: {e}")))?
-        .into_inner();
-    if let Some(unknown) = q
-        .keys()
-        .find(|k| !matches!(k.as_str(), "group_by" | "from" | "to"))
-    {
-        return Err(ApiError::invalid(
-            unknown,
-            format!("unknown parameter '{unknown}' (known: group_by, from, to)"),
-        ));
-    }
-    let by_text = q.get("group_by").map_or("day", String::as_str);
-    let by = GroupBy::parse(by_text).ok_or_else(|| {
-        ApiError::invalid(
-            "group_by",
-            format!("'group_by' must be one of key, user, model, day; got '{by_text}'"),
-        )
-    })?;
-    let today = state.spend.today();
-    let day_param = |name: &str, default: &str| -> Result<String, ApiError> {
-        match q.get(name) {
-            None => Ok(default.to_string()),
-            Some(v) => parse_day(v).map(str::to_string).ok_or_else(|| {
-                ApiError::invalid(
-                    name,
-                    format!("'{name}' must be a date as YYYY-MM-DD, got '{v}'"),
-                )
-            }),
-        }
-    };
-    let from = day_param("from", BEGINNING)?;
-    let to = day_param("to", &today)?;
-    if from > to {
-        return Err(ApiError::invalid(
-            "from",
-            format!("'from' ({from}) is after 'to' ({to})"),
-        ));
-    }
+    let ReportQuery { by, from, to } =
+        ReportQuery::parse(req.query_string(), &state.spend.today())?;
     let rows = state
         .spend
         .report(by, &from, &to)

@@ -5,9 +5,9 @@ use super::rollup::{self, Bucket, Range};
 use super::session::{self, Who};
 use super::{assets, now_ms, tail};
 use crate::api::read_json;
+use crate::api::spend::ReportQuery;
 use crate::audit::AdminRecord;
 use crate::auth::{authenticate, authenticate_key, Principal};
-use crate::clock::parse_day;
 use crate::error::ApiError;
 use crate::providers::ProviderKind;
 use crate::spend::{GroupBy, ReportRow};
@@ -17,7 +17,6 @@ use actix_web::middleware::DefaultHeaders;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
-use std::collections::HashMap;
 use std::time::Instant;
 
 /// `Content-Security-Policy` of every `/ui` response: only the gateway's own files, no inline
@@ -203,23 +202,6 @@ async fn session_info(
     Ok(HttpResponse::Ok().json(session_json(&p, &s.csrf)))
 }
 
-/// The query string as a map; unknown parameters are refused by name.
-fn query(req: &HttpRequest, known: &[&str]) -> Result<HashMap<String, String>, ApiError> {
-    let q = web::Query::<HashMap<String, String>>::from_query(req.query_string())
-        .map_err(|e| ApiError::invalid("query", format!("invalid query string: {e}")))?
-        .into_inner();
-    if let Some(unknown) = q.keys().find(|k| !known.contains(&k.as_str())) {
-        return Err(ApiError::invalid(
-            unknown,
-            format!(
-                "unknown parameter '{unknown}' (known: {})",
-                known.join(", ")
-            ),
-        ));
-    }
-    Ok(q)
-}
-
 /// The rollup scope a caller may see: everything for admins, its own key otherwise.
 fn scope_of(p: &Principal) -> String {
     if p.is_admin() {
@@ -232,7 +214,7 @@ fn scope_of(p: &Principal) -> String {
 /// `GET /ui/api/overview?range=1h|24h|7d`: chart series, totals and live numbers.
 async fn overview(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let p = authenticate(&state, req.headers())?;
-    let q = query(&req, &["range"])?;
+    let q = crate::api::query_params(req.query_string(), &["range"])?;
     let text = q.get("range").map_or("1h", String::as_str);
     let range = Range::parse(text).ok_or_else(|| {
         ApiError::invalid(
@@ -364,35 +346,10 @@ async fn tail_stream(
 /// checks them; a non-admin key sees only its own row of `group_by=key`.
 fn spend_rows(req: &HttpRequest, state: &AppState) -> Result<(GroupBy, Vec<ReportRow>), ApiError> {
     let p = authenticate(state, req.headers())?;
-    let q = query(req, &["group_by", "from", "to"])?;
-    let by_text = q.get("group_by").map_or("day", String::as_str);
-    let by = GroupBy::parse(by_text).ok_or_else(|| {
-        ApiError::invalid(
-            "group_by",
-            format!("'group_by' must be one of key, user, model, day; got '{by_text}'"),
-        )
-    })?;
+    let ReportQuery { by, from, to } =
+        ReportQuery::parse(req.query_string(), &state.spend.today())?;
     if !p.is_admin() && by != GroupBy::Key {
         return Err(ApiError::AdminRequired);
-    }
-    let day = |name: &str, default: &str| -> Result<String, ApiError> {
-        match q.get(name) {
-            None => Ok(default.to_string()),
-            Some(v) => parse_day(v).map(str::to_string).ok_or_else(|| {
-                ApiError::invalid(
-                    name,
-                    format!("'{name}' must be a date as YYYY-MM-DD, got '{v}'"),
-                )
-            }),
-        }
-    };
-    let from = day("from", "1970-01-01")?;
-    let to = day("to", &state.spend.today())?;
-    if from > to {
-        return Err(ApiError::invalid(
-            "from",
-            format!("'from' ({from}) is after 'to' ({to})"),
-        ));
     }
     let mut rows = state
         .spend
