@@ -853,8 +853,13 @@ impl Spend {
             let v = encode(w, &key)?;
             puts.push((key, v));
         }
-        let deletes: Vec<Vec<u8>> = (from..upto).map(delta_key).collect();
-        Ok(self.store.write_batch(Cf::Spend, &puts, &deletes)?)
+        // Deltas are numbered in order: the folded ones are one key range.
+        Ok(self.store.write_batch_deleting_range(
+            Cf::Spend,
+            &puts,
+            &delta_key(from),
+            &delta_key(upto),
+        )?)
     }
 
     /// The encoded row `key` once `delta` is added to what the store holds.
