@@ -69,7 +69,7 @@ pub fn format_rfc3339(secs: u64) -> String {
 
 /// Parses an RFC 3339 time (`2025-01-31T12:00:00Z`, `2025-01-31T14:00:00.5+02:00`) into Unix
 /// milliseconds (finer fractions dropped, times before 1970 clamp to 0).
-pub fn parse_rfc3339_ms(text: &str) -> Option<u64> {
+fn parse_rfc3339_ms(text: &str) -> Option<u64> {
     let t = OffsetDateTime::parse(text.trim(), &Rfc3339).ok()?;
     let ms = t.to_offset(UtcOffset::UTC).unix_timestamp_nanos() / 1_000_000;
     Some(u64::try_from(ms).unwrap_or(0))

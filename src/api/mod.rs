@@ -14,11 +14,12 @@ mod models;
 mod openapi;
 mod realtime;
 mod responses;
-pub(crate) mod spend;
+mod spend;
 
 pub use body::{query_params, read_body, read_json, RequestId};
 pub(crate) use chat::{base_record, PendingRecord};
 pub use chat::{CACHE_HEADER, COST_HEADER, ROUTE_HEADER};
+pub(crate) use spend::ReportQuery;
 
 use crate::error::ApiError;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};

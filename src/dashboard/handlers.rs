@@ -5,7 +5,7 @@ use super::rollup::{self, Bucket, Range};
 use super::session::{self, Who};
 use super::{assets, now_ms, tail};
 use crate::api::read_json;
-use crate::api::spend::ReportQuery;
+use crate::api::ReportQuery;
 use crate::audit::AdminRecord;
 use crate::auth::{authenticate, authenticate_key, Principal};
 use crate::error::ApiError;
